@@ -1,0 +1,10 @@
+"""The conformance suite: one module per area, one test per behaviour.
+
+The fixtures (stack, peer, app, profile, tolerance) come from harness.plugin,
+which pyproject.toml loads for every pytest run in this repository.
+"""
+from harness.plugin import require_privileges
+
+
+def pytest_configure(config):
+    require_privileges(config)

@@ -1,0 +1,472 @@
+"""App control: the application side of the stack under test.
+
+Rules of this file:
+- Standard library only. `python -m harness.agent` must run on any host
+  with Python 3.8+, copied there as a single file, to drive that host's
+  sockets for the suite.
+- One protocol for every stack (this agent, the lwIP agent in C, the gVisor
+  agent in Go): JSON lines, one request and one reply per line. It is
+  described in PROTOCOL below and in README.md; a change to it bumps VERSION.
+- The same SocketHost serves the in-process Linux stack (called directly,
+  no serialisation) and remote hosts (over a stream socket or stdio), so the
+  semantics of every operation live here once.
+
+Theory of operation: the case calls App methods (listen, connect, send...);
+App turns each into a request dict; a transport carries it to a SocketHost
+(or an agent of another stack) that performs it and answers with a reply
+dict; App turns a failed reply into AppError carrying the errno name.
+"""
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import time
+
+VERSION = 1
+
+PROTOCOL = """\
+tcpconf app-control protocol, version 1
+
+Transport: a byte stream (TCP, unix socket or the agent's stdin/stdout).
+Each request is one JSON object on one line; each reply is one JSON object
+on one line, in order. Binary data travels base64-encoded.
+
+Every reply has "ok": true with the operation's results, or "ok": false with
+"error" (an errno name such as "ECONNREFUSED", "EAGAIN" for a timeout,
+"EOPNOTSUPP" for an unknown operation or option, "EINVAL" for bad arguments)
+and "message" (one line for a human).
+
+  {"op":"hello"}                                   -> {"version":1,"stack":..,"ops":[..],"options":[..]}
+  {"op":"listen","family":"ipv4","address":A,"port":P,"backlog":N,"options":{..}} -> {"id":S}
+  {"op":"accept","id":S,"timeout":T}               -> {"id":C,"peer":[addr,port]}
+  {"op":"connect","family":F,"address":A,"port":P,"bind":[addr,port]|null,"options":{..}} -> {"id":C}
+        (non-blocking: returns at once, the SYN is on its way)
+  {"op":"send","id":C,"data":B64,"timeout":T}      -> {"sent":N}
+  {"op":"recv","id":C,"max":N,"timeout":T}         -> {"data":B64}   ("" = end of stream)
+  {"op":"shutdown","id":C,"how":"rd"|"wr"|"rdwr"}  -> {}
+  {"op":"close","id":C}                            -> {}
+  {"op":"setsockopt","id":C,"name":NAME,"value":V} -> {}
+  {"op":"getsockopt","id":C,"name":NAME}           -> {"value":V}
+  {"op":"error","id":C}                            -> {"error":ERRNO_NAME|null}   (pending socket error)
+  {"op":"state","port":P|null}                     -> {"sockets":[{"local":[a,p],"remote":[a,p],"state":RFC_NAME}]}
+        (where the stack can report TCP state; RFC 9293 state names, e.g. "SYN-RECEIVED")
+  {"op":"bye"}                                     -> {} and the agent closes every socket it holds
+
+Option names: SO_REUSEADDR SO_KEEPALIVE SO_RCVBUF SO_SNDBUF SO_LINGER ([on, secs])
+TCP_NODELAY TCP_MAXSEG TCP_KEEPIDLE TCP_KEEPINTVL TCP_KEEPCNT TCP_SYNCNT
+TCP_LINGER2 TCP_DEFER_ACCEPT TCP_WINDOW_CLAMP TCP_USER_TIMEOUT TCP_QUICKACK
+TCP_FASTOPEN TCP_CONGESTION (string). An agent answers EOPNOTSUPP for the
+ones its stack lacks.
+"""
+
+SOL_TCP = socket.IPPROTO_TCP
+# name -> (level, optname, kind); kind: int, bool, linger, str
+OPTIONS = {
+    "SO_REUSEADDR": (socket.SOL_SOCKET, socket.SO_REUSEADDR, "int"),
+    "SO_KEEPALIVE": (socket.SOL_SOCKET, socket.SO_KEEPALIVE, "int"),
+    "SO_RCVBUF": (socket.SOL_SOCKET, socket.SO_RCVBUF, "int"),
+    "SO_SNDBUF": (socket.SOL_SOCKET, socket.SO_SNDBUF, "int"),
+    "SO_LINGER": (socket.SOL_SOCKET, socket.SO_LINGER, "linger"),
+    "TCP_NODELAY": (SOL_TCP, getattr(socket, "TCP_NODELAY", 1), "int"),
+    "TCP_MAXSEG": (SOL_TCP, getattr(socket, "TCP_MAXSEG", 2), "int"),
+    "TCP_KEEPIDLE": (SOL_TCP, getattr(socket, "TCP_KEEPIDLE", 4), "int"),
+    "TCP_KEEPINTVL": (SOL_TCP, getattr(socket, "TCP_KEEPINTVL", 5), "int"),
+    "TCP_KEEPCNT": (SOL_TCP, getattr(socket, "TCP_KEEPCNT", 6), "int"),
+    "TCP_SYNCNT": (SOL_TCP, getattr(socket, "TCP_SYNCNT", 7), "int"),
+    "TCP_LINGER2": (SOL_TCP, getattr(socket, "TCP_LINGER2", 8), "int"),
+    "TCP_DEFER_ACCEPT": (SOL_TCP, getattr(socket, "TCP_DEFER_ACCEPT", 9), "int"),
+    "TCP_WINDOW_CLAMP": (SOL_TCP, getattr(socket, "TCP_WINDOW_CLAMP", 10), "int"),
+    "TCP_QUICKACK": (SOL_TCP, getattr(socket, "TCP_QUICKACK", 12), "int"),
+    "TCP_CONGESTION": (SOL_TCP, getattr(socket, "TCP_CONGESTION", 13), "str"),
+    "TCP_USER_TIMEOUT": (SOL_TCP, getattr(socket, "TCP_USER_TIMEOUT", 18), "int"),
+    "TCP_FASTOPEN": (SOL_TCP, getattr(socket, "TCP_FASTOPEN", 23), "int"),
+}
+
+FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+
+# Linux TCP states (include/net/tcp_states.h) by their RFC 9293 names.
+LINUX_STATES = {
+    1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECEIVED", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2",
+    6: "TIME-WAIT", 7: "CLOSED", 8: "CLOSE-WAIT", 9: "LAST-ACK", 10: "LISTEN", 11: "CLOSING",
+    12: "SYN-RECEIVED",
+}
+
+
+class AppError(Exception):
+    """An operation failed on the stack under test; `error` is the errno name."""
+
+    def __init__(self, error: str, message: str = ""):
+        self.error = error
+        self.message = message
+        super().__init__(f"{error}: {message}" if message else error)
+
+
+def _errname(e: OSError) -> str:
+    if isinstance(e, (socket.timeout, TimeoutError)) and not e.errno:
+        return "EAGAIN"
+    return errno.errorcode.get(e.errno, "EIO")
+
+
+class SocketHost:
+    """Performs protocol requests on this host's sockets.
+
+    `make_socket(family)` creates a socket; the Linux stack passes one that
+    creates it inside the SUT's network namespace.
+    """
+
+    stack = "python"
+
+    def __init__(self, make_socket=None):
+        self.make_socket = make_socket or (lambda fam: socket.socket(fam, socket.SOCK_STREAM))
+        self.socks: dict[int, socket.socket] = {}
+        self.next_id = 1
+
+    # --- dispatch ---------------------------------------------------------------
+    def dispatch(self, req: dict) -> dict:
+        op = req.get("op")
+        fn = getattr(self, "op_" + str(op), None)
+        if fn is None:
+            return {"ok": False, "error": "EOPNOTSUPP",
+                    "message": f"unknown operation {op!r}; protocol {VERSION} knows {', '.join(self.ops())}"}
+        args = {k: v for k, v in req.items() if k != "op"}
+        try:
+            out = fn(**args)
+        except AppError as e:
+            return {"ok": False, "error": e.error, "message": e.message}
+        except OSError as e:
+            return {"ok": False, "error": _errname(e), "message": f"{op}: {e.strerror or e}"}
+        except (TypeError, ValueError, KeyError) as e:
+            return {"ok": False, "error": "EINVAL", "message": f"{op}: bad arguments: {e}"}
+        out = dict(out or {})
+        out["ok"] = True
+        return out
+
+    def ops(self) -> list:
+        return sorted(n[3:] for n in dir(self) if n.startswith("op_"))
+
+    def _sock(self, id) -> socket.socket:
+        try:
+            return self.socks[int(id)]
+        except (KeyError, ValueError):
+            raise AppError("EBADF", f"no socket with id {id!r}") from None
+
+    def _add(self, s: socket.socket) -> int:
+        i = self.next_id
+        self.next_id += 1
+        self.socks[i] = s
+        return i
+
+    def _apply(self, s: socket.socket, options: dict | None) -> None:
+        for name, value in (options or {}).items():
+            self.op_setsockopt_on(s, name, value)
+
+    @staticmethod
+    def op_setsockopt_on(s: socket.socket, name: str, value) -> None:
+        if name not in OPTIONS:
+            raise AppError("EOPNOTSUPP", f"unknown socket option {name!r}; known: {', '.join(sorted(OPTIONS))}")
+        level, opt, kind = OPTIONS[name]
+        if kind == "linger":
+            s.setsockopt(level, opt, struct.pack("ii", int(value[0]), int(value[1])))
+        elif kind == "str":
+            s.setsockopt(level, opt, str(value).encode())
+        else:
+            s.setsockopt(level, opt, int(value))
+
+    # --- operations ---------------------------------------------------------------
+    def op_hello(self, **_):
+        return {"version": VERSION, "stack": self.stack, "ops": self.ops(), "options": sorted(OPTIONS)}
+
+    def op_listen(self, family, address, port, backlog=16, options=None):
+        s = self.make_socket(FAMILIES[family])
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._apply(s, options)
+            s.bind((address, int(port)))
+            s.listen(int(backlog))
+        except BaseException:
+            s.close()
+            raise
+        s.setblocking(False)
+        return {"id": self._add(s)}
+
+    def op_accept(self, id, timeout=1.0):
+        s = self._sock(id)
+        if not select.select([s], [], [], float(timeout))[0]:
+            raise AppError("EAGAIN", f"no connection to accept within {timeout} s")
+        c, peer = s.accept()
+        c.setblocking(False)
+        return {"id": self._add(c), "peer": list(peer[:2])}
+
+    def op_connect(self, family, address, port, bind=None, options=None):
+        s = self.make_socket(FAMILIES[family])
+        try:
+            self._apply(s, options)
+            if bind:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((bind[0], int(bind[1])))
+            s.setblocking(False)
+            err = s.connect_ex((address, int(port)))
+        except BaseException:
+            s.close()
+            raise
+        if err not in (0, errno.EINPROGRESS):
+            s.close()
+            raise AppError(errno.errorcode.get(err, "EIO"), f"connect to {address} port {port}: {os.strerror(err)}")
+        return {"id": self._add(s)}
+
+    def op_send(self, id, data, timeout=1.0):
+        s = self._sock(id)
+        buf = base64.b64decode(data)
+        sent = 0
+        deadline = time.monotonic() + float(timeout)
+        while sent < len(buf):
+            try:
+                sent += s.send(buf[sent:])
+                continue
+            except BlockingIOError:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [s], [], left)[1]:
+                break
+        return {"sent": sent}
+
+    def op_recv(self, id, max=65536, timeout=1.0):
+        s = self._sock(id)
+        if not select.select([s], [], [], float(timeout))[0]:
+            raise AppError("EAGAIN", f"nothing to read within {timeout} s")
+        return {"data": base64.b64encode(s.recv(int(max))).decode()}
+
+    def op_shutdown(self, id, how="wr"):
+        hows = {"rd": socket.SHUT_RD, "wr": socket.SHUT_WR, "rdwr": socket.SHUT_RDWR}
+        if how not in hows:
+            raise AppError("EINVAL", f"shutdown how must be rd, wr or rdwr, not {how!r}")
+        self._sock(id).shutdown(hows[how])
+        return {}
+
+    def op_close(self, id):
+        self._sock(id).close()
+        del self.socks[int(id)]
+        return {}
+
+    def op_setsockopt(self, id, name, value):
+        self.op_setsockopt_on(self._sock(id), name, value)
+        return {}
+
+    def op_getsockopt(self, id, name):
+        if name not in OPTIONS:
+            raise AppError("EOPNOTSUPP", f"unknown socket option {name!r}")
+        level, opt, kind = OPTIONS[name]
+        s = self._sock(id)
+        if kind == "linger":
+            return {"value": list(struct.unpack("ii", s.getsockopt(level, opt, 8)))}
+        if kind == "str":
+            return {"value": s.getsockopt(level, opt, 64).split(b"\0")[0].decode()}
+        return {"value": s.getsockopt(level, opt)}
+
+    def op_error(self, id):
+        err = self._sock(id).getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return {"error": errno.errorcode.get(err, str(err)) if err else None}
+
+    def op_state(self, port=None):
+        """TCP states from /proc/net/tcp{,6} (Linux hosts)."""
+        out = []
+        for fam, path in (("ipv4", "/proc/net/tcp"), ("ipv6", "/proc/net/tcp6")):
+            try:
+                with open(path) as f:
+                    lines = f.read().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                parts = line.split()
+                local, remote, st = parts[1], parts[2], int(parts[3], 16)
+                la, lp = _proc_addr(local, fam)
+                ra, rp = _proc_addr(remote, fam)
+                if port is not None and int(port) not in (lp, rp):
+                    continue
+                out.append({"local": [la, lp], "remote": [ra, rp], "state": LINUX_STATES.get(st, str(st))})
+        return {"sockets": out}
+
+    def op_bye(self):
+        self.close_all()
+        return {}
+
+    def close_all(self) -> None:
+        for s in self.socks.values():
+            try:
+                s.close()
+            except OSError:
+                pass
+        self.socks.clear()
+
+
+def _proc_addr(text: str, family: str):
+    addr, port = text.split(":")
+    raw = bytes.fromhex(addr)
+    if family == "ipv4":
+        a = socket.inet_ntop(socket.AF_INET, raw[::-1])
+    else:
+        words = [raw[i:i + 4][::-1] for i in range(0, 16, 4)]
+        a = socket.inet_ntop(socket.AF_INET6, b"".join(words))
+    return a, int(port, 16)
+
+
+# --- client side ----------------------------------------------------------------------
+
+class App:
+    """The case's handle on the application of the stack under test."""
+
+    def __init__(self, call, family: str, address: str):
+        self._call = call            # dict -> dict
+        self.family = family
+        self.address = address       # the SUT's address
+
+    def call(self, op: str, **args) -> dict:
+        reply = self._call({"op": op, **args})
+        if not reply.get("ok"):
+            raise AppError(reply.get("error", "EIO"), reply.get("message", ""))
+        return reply
+
+    def hello(self) -> dict:
+        return self.call("hello")
+
+    def listen(self, port: int, backlog: int = 16, **options) -> int:
+        return self.call("listen", family=self.family, address=self.address, port=port,
+                         backlog=backlog, options=options)["id"]
+
+    def accept(self, listener: int, timeout: float = 1.0) -> int:
+        return self.call("accept", id=listener, timeout=timeout)["id"]
+
+    def connect(self, address: str, port: int, bind_port: int | None = None, **options) -> int:
+        bind = [self.address, bind_port] if bind_port else None
+        return self.call("connect", family=self.family, address=address, port=port,
+                         bind=bind, options=options)["id"]
+
+    def send(self, conn: int, data: bytes, timeout: float = 1.0) -> int:
+        return self.call("send", id=conn, data=base64.b64encode(data).decode(), timeout=timeout)["sent"]
+
+    def recv(self, conn: int, max: int = 65536, timeout: float = 1.0) -> bytes:
+        return base64.b64decode(self.call("recv", id=conn, max=max, timeout=timeout)["data"])
+
+    def recv_exactly(self, conn: int, n: int, timeout: float = 1.0) -> bytes:
+        out = b""
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            chunk = self.recv(conn, n - len(out), max(0.0, deadline - time.monotonic()))
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+    def shutdown(self, conn: int, how: str = "wr") -> None:
+        self.call("shutdown", id=conn, how=how)
+
+    def close(self, conn: int) -> None:
+        self.call("close", id=conn)
+
+    def setsockopt(self, conn: int, name: str, value) -> None:
+        self.call("setsockopt", id=conn, name=name, value=value)
+
+    def getsockopt(self, conn: int, name: str):
+        return self.call("getsockopt", id=conn, name=name)["value"]
+
+    def error(self, conn: int):
+        return self.call("error", id=conn)["error"]
+
+    def state(self, port: int | None = None) -> list:
+        return self.call("state", port=port)["sockets"]
+
+
+class StreamTransport:
+    """Carries requests as JSON lines over a connected stream (or two pipes)."""
+
+    def __init__(self, rfile, wfile, timeout: float = 30.0):
+        self.rfile, self.wfile = rfile, wfile
+        self.timeout = timeout
+
+    def __call__(self, req: dict) -> dict:
+        self.wfile.write((json.dumps(req) + "\n").encode())
+        self.wfile.flush()
+        line = self.rfile.readline()
+        if not line:
+            raise AppError("ECONNRESET", "the app-control agent closed the connection")
+        return json.loads(line)
+
+
+def connect_agent(where: str, timeout: float = 30.0) -> StreamTransport:
+    """`host:port` or a unix socket path -> transport to a running agent."""
+    if where.startswith("/") or where.startswith("."):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(where)
+    else:
+        host, _, port = where.rpartition(":")
+        s = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    s.settimeout(timeout)
+    return StreamTransport(s.makefile("rb"), s.makefile("wb"), timeout)
+
+
+# --- server side ------------------------------------------------------------------------
+
+def serve_stream(host: SocketHost, rfile, wfile) -> None:
+    for line in rfile:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            req = json.loads(line)
+            reply = host.dispatch(req) if isinstance(req, dict) else {
+                "ok": False, "error": "EINVAL", "message": "a request is a JSON object"}
+        except json.JSONDecodeError as e:
+            reply = {"ok": False, "error": "EINVAL", "message": f"not JSON: {e}"}
+        wfile.write((json.dumps(reply) + "\n").encode())
+        wfile.flush()
+        if isinstance(req, dict) and req.get("op") == "bye":
+            break
+    host.close_all()
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m harness.agent",
+                                description="tcpconf app-control agent (standard library only)",
+                                epilog=PROTOCOL, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--listen", metavar="HOST:PORT", help="serve one client at a time over TCP")
+    g.add_argument("--unix", metavar="PATH", help="serve over a unix socket")
+    g.add_argument("--stdio", action="store_true", help="serve one session on stdin/stdout")
+    a = p.parse_args(argv)
+    if a.stdio:
+        serve_stream(SocketHost(), sys.stdin.buffer, sys.stdout.buffer)
+        return 0
+    if a.unix:
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            os.unlink(a.unix)
+        except FileNotFoundError:
+            pass
+        srv.bind(a.unix)
+    else:
+        host, _, port = a.listen.rpartition(":")
+        host = host.strip("[]")
+        srv = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((host, int(port)))
+    srv.listen(4)
+    print(f"tcpconf agent: protocol {VERSION}, listening on {a.unix or a.listen}", file=sys.stderr, flush=True)
+    try:
+        while True:
+            c, _ = srv.accept()
+            with c:
+                serve_stream(SocketHost(), c.makefile("rb"), c.makefile("wb"))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The case catalog (cases/*.toml) and the stack profiles (cases/profiles/*.toml).
+
+Rules of this file:
+- The catalog says what each case is: its id, title, RFC sections,
+  requirement ids, seed claims and level. Tests point at it with
+  `@pytest.mark.case(id)`; the report joins results to it by that id.
+- A profile says what one stack documents: its numbers (read from the SUT
+  where they can be read, e.g. a sysctl in the SUT's namespace), the RFC
+  variant it follows where the RFC leaves a choice, and its known
+  deviations, each with its reason and the rule it breaks (the case then
+  reports xfail with that reason on that stack, and stays strict elsewhere).
+- Malformed files are rejected with one line naming the file, the entry and
+  what to fix. Unknown keys are errors: a typo must not silently drop a rule.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES_DIR = ROOT / "cases"
+PROFILES_DIR = CASES_DIR / "profiles"
+
+ID_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*(\.[a-z0-9]+(-[a-z0-9]+)*)+$")
+RFC_RE = re.compile(r"^RFC (\d+)(?: §([0-9A-Z][0-9.]*))?$")
+REQ_RE = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9.\-]+$")
+SEED_RE = re.compile(r"^S\d+$")
+LEVELS = ("MUST", "SHOULD", "MAY", "documented")
+CASE_KEYS = {"id": str, "title": str, "rfc": list, "requirements": list, "seed": list, "level": str,
+             "description": str}
+CASE_REQUIRED = ("id", "title", "rfc", "requirements", "level")
+
+
+class CatalogError(ValueError):
+    """A catalog or profile file is malformed; the message says where and what."""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    title: str
+    rfc: tuple
+    requirements: tuple
+    seed: tuple
+    level: str
+    description: str = ""
+    source: str = ""
+
+    @property
+    def area(self) -> str:
+        return self.id.split(".")[0]
+
+    def rfc_links(self) -> list[tuple[str, str]]:
+        """(link value for the `rfc` link pattern, display name) per section."""
+        out = []
+        for ref in self.rfc:
+            num, sec = RFC_RE.match(ref).groups()
+            out.append((f"{num}#section-{sec}" if sec else num, ref))
+        return out
+
+
+def _load_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise CatalogError(f"{_rel(path)}: not valid TOML: {e}") from None
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _case(entry, where: str) -> Case:
+    if not isinstance(entry, dict):
+        raise CatalogError(f"{where}: each [[case]] must be a table")
+    cid = entry.get("id", "?")
+    at = f"{where}: case {cid!r}"
+    for key in entry:
+        if key not in CASE_KEYS:
+            raise CatalogError(f"{at}: unknown key {key!r} (allowed: {', '.join(CASE_KEYS)})")
+    for key in CASE_REQUIRED:
+        if key not in entry:
+            raise CatalogError(f"{at}: missing {key!r}")
+    for key, typ in CASE_KEYS.items():
+        if key in entry and not isinstance(entry[key], typ):
+            raise CatalogError(f"{at}: {key!r} must be a {typ.__name__}")
+    if not ID_RE.match(cid):
+        raise CatalogError(f"{at}: id must be a dotted slug <area>.<behaviour>[.<variant>], e.g. handshake.lost-third-ack")
+    if entry["level"] not in LEVELS:
+        raise CatalogError(f"{at}: level must be one of {', '.join(LEVELS)}, not {entry['level']!r}")
+    for ref in entry["rfc"]:
+        if not isinstance(ref, str) or not RFC_RE.match(ref):
+            raise CatalogError(f"{at}: rfc entries look like 'RFC 9293 §3.5', not {ref!r}")
+    for req in entry["requirements"]:
+        if not isinstance(req, str) or not REQ_RE.match(req):
+            raise CatalogError(f"{at}: requirement ids look like 'RFC9293/MUST-10', not {req!r}")
+    for s in entry.get("seed", []):
+        if not isinstance(s, str) or not SEED_RE.match(s):
+            raise CatalogError(f"{at}: seed claims look like 'S13', not {s!r}")
+    return Case(cid, entry["title"], tuple(entry["rfc"]), tuple(entry["requirements"]),
+                tuple(entry.get("seed", [])), entry["level"], entry.get("description", ""), where)
+
+
+@dataclass
+class Catalog:
+    cases: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, directory: Path = CASES_DIR) -> "Catalog":
+        cat = cls()
+        files = sorted(Path(directory).glob("*.toml"))
+        if not files:
+            raise CatalogError(f"{_rel(Path(directory))}: no catalog files (*.toml)")
+        for path in files:
+            data = _load_toml(path)
+            extra = set(data) - {"case"}
+            if extra:
+                raise CatalogError(f"{_rel(path)}: unknown top-level key {sorted(extra)[0]!r}; entries go in [[case]] tables")
+            entries = data.get("case", [])
+            if not isinstance(entries, list):
+                raise CatalogError(f"{_rel(path)}: 'case' must be an array of tables ([[case]])")
+            for entry in entries:
+                case = _case(entry, _rel(path))
+                if case.id in cat.cases:
+                    raise CatalogError(f"{_rel(path)}: case {case.id!r} is also defined in {cat.cases[case.id].source}")
+                cat.cases[case.id] = case
+        return cat
+
+    def __getitem__(self, cid: str) -> Case:
+        return self.cases[cid]
+
+    def __contains__(self, cid: str) -> bool:
+        return cid in self.cases
+
+
+# --- profiles ---------------------------------------------------------------------------
+
+VALUE_KEYS = {"sysctl", "value", "default", "doc", "unit"}
+DEVIATION_KEYS = {"case", "tests", "families", "reason", "rule"}
+BEHAVIOUR_KEYS = {"answer", "rule", "follows", "note"}
+
+
+@dataclass
+class Profile:
+    stack: str
+    title: str
+    values: dict
+    behaviour: dict
+    deviations: list
+    source: str
+
+    @classmethod
+    def load(cls, stack: str, directory: Path = PROFILES_DIR) -> "Profile":
+        path = Path(directory) / f"{stack}.toml"
+        if not path.exists():
+            raise CatalogError(f"no profile for stack {stack!r}: create {_rel(path)} (see cases/profiles/linux.toml)")
+        data = _load_toml(path)
+        where = _rel(path)
+        extra = set(data) - {"stack", "title", "values", "behaviour", "deviation"}
+        if extra:
+            raise CatalogError(f"{where}: unknown top-level key {sorted(extra)[0]!r}")
+        if data.get("stack") != stack:
+            raise CatalogError(f"{where}: 'stack' must be {stack!r}")
+        values = data.get("values", {})
+        for name, v in values.items():
+            if not isinstance(v, dict):
+                raise CatalogError(f"{where}: values.{name} must be a table with 'value' or 'sysctl'")
+            bad = set(v) - VALUE_KEYS
+            if bad:
+                raise CatalogError(f"{where}: values.{name}: unknown key {sorted(bad)[0]!r} (allowed: {', '.join(sorted(VALUE_KEYS))})")
+            if "value" not in v and "sysctl" not in v:
+                raise CatalogError(f"{where}: values.{name} needs 'value' or 'sysctl'")
+        devs = data.get("deviation", [])
+        for d in devs:
+            bad = set(d) - DEVIATION_KEYS
+            if bad:
+                raise CatalogError(f"{where}: [[deviation]] of {d.get('case')!r}: unknown key {sorted(bad)[0]!r}")
+            for key in ("case", "reason", "rule"):
+                if not isinstance(d.get(key), str):
+                    raise CatalogError(f"{where}: every [[deviation]] needs case, reason and rule (strings)")
+        behaviour = data.get("behaviour", {})
+        if not isinstance(behaviour, dict):
+            raise CatalogError(f"{where}: 'behaviour' must be a table")
+        for key, b in behaviour.items():
+            if not isinstance(b, dict) or set(b) != BEHAVIOUR_KEYS:
+                raise CatalogError(f"{where}: behaviour.{key!r} needs exactly {', '.join(sorted(BEHAVIOUR_KEYS))}")
+            if not isinstance(b["follows"], bool) or not REQ_RE.match(str(b["rule"])):
+                raise CatalogError(f"{where}: behaviour.{key!r}: follows is true or false, rule like RFC9293/3.10.7.4")
+        return cls(stack, data.get("title", stack), values, behaviour, devs, where)
+
+    def check_cases(self, catalog: Catalog) -> None:
+        for d in self.deviations:
+            if d["case"] not in catalog:
+                raise CatalogError(f"{self.source}: deviation for unknown case {d['case']!r}")
+
+    def deviation(self, case_id: str, test: str, family: str) -> dict | None:
+        for d in self.deviations:
+            if d["case"] != case_id:
+                continue
+            if "tests" in d and test not in d["tests"]:
+                continue
+            if "families" in d and family not in d["families"]:
+                continue
+            return d
+        return None
+
+    def bind(self, stack) -> "BoundProfile":
+        return BoundProfile(self, stack)
+
+
+class BoundProfile:
+    """A profile with the stack it describes: values are read from the SUT
+    where the profile says they can be."""
+
+    def __init__(self, profile: Profile, stack):
+        self.profile = profile
+        self.stack = stack
+        self.observed: dict = {}
+
+    def value(self, name: str):
+        try:
+            spec = self.profile.values[name]
+        except KeyError:
+            raise CatalogError(f"{self.profile.source}: no value {name!r}; add [values.{name}]") from None
+        from .stacks import SYSCTL
+        if "sysctl" in spec and SYSCTL in self.stack.capabilities:
+            raw = self.stack.sysctl(spec["sysctl"])
+            value = type(spec.get("default", 0))(raw) if "default" in spec else _number(raw)
+        elif "value" in spec:
+            value = spec["value"]
+        else:
+            value = spec["default"]
+        self.observed[name] = value
+        return value
+
+    def set(self, name: str, value) -> None:
+        """Set a value on the SUT (a sysctl in its namespace); skips the case
+        when this stack cannot."""
+        import pytest
+        from .stacks import SYSCTL
+        spec = self.profile.values.get(name, {})
+        if "sysctl" not in spec or SYSCTL not in self.stack.capabilities:
+            pytest.skip(f"stack {self.stack.name} cannot set {name} (needs capability 'sysctl')")
+        self.stack.set_sysctl(spec["sysctl"], value)
+
+    def behaviour(self, key: str) -> dict:
+        """The stack's documented answer: {'answer', 'rule', 'follows', 'note'}."""
+        try:
+            return self.profile.behaviour[key]
+        except KeyError:
+            raise CatalogError(f"{self.profile.source}: no behaviour {key!r}; add [behaviour.\"{key}\"]") from None
+
+    def conclude(self, behaviour: dict) -> None:
+        """Call after the case has checked the documented answer: where the
+        answer departs from the rule, the verdict is a documented deviation."""
+        import pytest
+        if not behaviour["follows"]:
+            pytest.xfail(f"documented deviation of {self.stack.name} from {behaviour['rule']}: {behaviour['note']}")
+
+    def doc(self, name: str) -> str:
+        return self.profile.values.get(name, {}).get("doc", "")
+
+
+def _number(raw: str):
+    try:
+        return int(raw)
+    except ValueError:
+        try:
+            return float(raw)
+        except ValueError:
+            return raw

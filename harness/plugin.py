@@ -1,0 +1,302 @@
+"""The pytest plugin: options, fixtures, catalog checks and the Allure contract.
+
+Rules of this file:
+- Everything a user sets is a pytest option (`--stack`, `--stack-opt`,
+  `--sysctl`, `--family`, `--tolerance-ms`, `--tolerance-pct`, `--seed`);
+  bad input is one line (pytest's "ERROR: ...") and nothing is created.
+- Fixtures have the narrowest scope that works: a fresh stack (for Linux a
+  fresh namespace) and Trace per test; catalog and profile per session.
+- Every conformance test carries the Allure labels `case` (catalog id) and
+  `stack`, and the parameter `family` (contract in ../shared/design.md).
+- A stack's documented deviations become strict xfails at collection, so a
+  deviation that stops happening is reported (XPASS fails the run).
+"""
+from __future__ import annotations
+
+import os
+import random
+import zlib
+
+import pytest
+
+from . import netns
+from .catalog import Catalog, CatalogError, Profile
+from .peer import Peer
+from .stacks import APP, StackConfig, StackError, check_options, stack_class
+from .trace import Trace
+from .verdict import Tolerance
+
+FAMILIES = ("ipv4", "ipv6")
+SEVERITY = {"MUST": "critical", "SHOULD": "normal", "MAY": "minor", "documented": "trivial"}
+STATE = pytest.StashKey[dict]()
+TRACE = pytest.StashKey[Trace]()
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("tcpconf", "TCP conformance suite")
+    g.addoption("--stack", default="linux", metavar="NAME",
+                help="stack under test (default: linux, the kernel of this machine in a fresh namespace)")
+    g.addoption("--stack-opt", action="append", default=[], metavar="KEY=VALUE",
+                help="option for the stack under test (repeatable)")
+    g.addoption("--sysctl", action="append", default=[], metavar="KEY=VALUE",
+                help="sysctl set in every SUT namespace of the run, e.g. net.ipv4.tcp_synack_retries=3 (repeatable)")
+    g.addoption("--family", choices=("ipv4", "ipv6", "both"), default="both",
+                help="address family of the cases (default: both)")
+    g.addoption("--tolerance-ms", type=float, default=25.0, metavar="MS",
+                help="absolute timing tolerance (default 25 ms)")
+    g.addoption("--tolerance-pct", type=float, default=12.5, metavar="PCT",
+                help="relative timing tolerance, percent of the expected interval (default 12.5)")
+    g.addoption("--seed", type=int, default=None,
+                help="seed of the peer's ISNs and ports (default: random, printed in the header)")
+
+
+def _pairs(values: list[str], option: str) -> dict:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise pytest.UsageError(f"{option} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def pytest_configure(config):
+    for line in ("case(id)", "slow", "requires(*capabilities)", "sysctl(**values)"):
+        config.addinivalue_line("markers", line)
+    if getattr(config.option, "help", False):
+        return
+    name = config.getoption("stack")
+    try:
+        cls = stack_class(name)
+        options = _pairs(config.getoption("stack_opt"), "--stack-opt")
+        check_options(cls, options)
+        catalog = Catalog.load()
+        profile = Profile.load(name)
+        profile.check_cases(catalog)
+    except (StackError, CatalogError) as e:
+        raise pytest.UsageError(str(e)) from None
+    sysctls = _pairs(config.getoption("sysctl"), "--sysctl")
+    seed = config.getoption("seed")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        seed = workerinput["tcpconf_seed"]
+    elif seed is None:
+        seed = random.SystemRandom().getrandbits(32)
+    config.stash[STATE] = {"cls": cls, "options": options, "catalog": catalog, "profile": profile,
+                           "sysctls": sysctls, "seed": seed, "stack": name}
+
+
+def require_privileges(config) -> None:
+    """Called by conformance/conftest.py: the suite's stacks create network
+    namespaces and TUN/TAP devices, which needs root."""
+    st = config.stash.get(STATE, None)
+    if st is None or not getattr(st["cls"], "needs_root", False) or os.geteuid() == 0:
+        return
+    raise pytest.UsageError(
+        f"stack {st['stack']} creates network namespaces and TUN devices, which needs root: "
+        f"run as root, e.g. sudo .venv/bin/pytest conformance/")
+
+
+def pytest_configure_node(node):
+    """xdist controller: every worker uses the run's seed."""
+    node.workerinput["tcpconf_seed"] = node.config.stash[STATE]["seed"]
+
+
+def pytest_report_header(config):
+    st = config.stash.get(STATE, None)
+    if st:
+        return (f"tcpconf: stack {st['stack']}, seed {st['seed']}"
+                + (f", sysctls {st['sysctls']}" if st["sysctls"] else ""))
+
+
+def pytest_sessionstart(session):
+    if getattr(session.config, "workerinput", None) is None:
+        netns.reap()
+
+
+def pytest_testnodedown(node, error):
+    """xdist controller: a worker ended (perhaps killed): remove its namespaces."""
+    pid = (getattr(node, "workerinfo", None) or {}).get("pid")
+    if pid:
+        netns.reap(owner_pid=pid)
+
+
+def pytest_sessionfinish(session):
+    netns.closer.drain()
+
+
+def _case_id(item) -> str | None:
+    m = item.get_closest_marker("case")
+    return m.args[0] if m and m.args else None
+
+
+def pytest_collection_modifyitems(session, config, items):
+    st = config.stash.get(STATE, None)
+    if st is None:
+        return
+    problems = []
+    for item in items:
+        if "stack" not in getattr(item, "fixturenames", ()):
+            continue
+        cid = _case_id(item)
+        if cid is None:
+            problems.append(f"{item.nodeid}: a conformance test needs @pytest.mark.case('<catalog id>')")
+            continue
+        if cid not in st["catalog"]:
+            problems.append(f"{item.nodeid}: case {cid!r} is not in the catalog (cases/*.toml)")
+            continue
+        family = item.callspec.params.get("family") if hasattr(item, "callspec") else None
+        dev = st["profile"].deviation(cid, item.originalname, family)
+        if dev:
+            item.add_marker(pytest.mark.xfail(reason=f"known deviation of {st['stack']} ({dev['rule']}): {dev['reason']}",
+                                              strict=True, raises=AssertionError))
+    if problems:
+        pytest.exit(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""), returncode=4)
+    # Long timers first, so that xdist workers start them early and the run's
+    # wall time is close to its longest case, not the sum.
+    items.sort(key=lambda i: i.get_closest_marker("slow") is None)
+
+
+def pytest_generate_tests(metafunc):
+    if "family" in metafunc.fixturenames:
+        choice = metafunc.config.getoption("family")
+        fams = FAMILIES if choice == "both" else (choice,)
+        metafunc.parametrize("family", fams, ids=list(fams))
+
+
+# --- fixtures --------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tcpconf(pytestconfig) -> dict:
+    return pytestconfig.stash[STATE]
+
+
+@pytest.fixture(scope="session")
+def catalog(tcpconf) -> Catalog:
+    return tcpconf["catalog"]
+
+
+@pytest.fixture
+def case(request, catalog):
+    cid = _case_id(request.node)
+    if cid is None:
+        pytest.fail("this test has no @pytest.mark.case('<catalog id>')")
+    return catalog[cid]
+
+
+@pytest.fixture
+def rng(request, tcpconf) -> random.Random:
+    """Random numbers of this test (ISNs, ports), reproducible with --seed."""
+    return random.Random(zlib.crc32(f"{tcpconf['seed']}:{request.node.nodeid}".encode()))
+
+
+@pytest.fixture
+def tolerance(pytestconfig) -> Tolerance:
+    return Tolerance(pytestconfig.getoption("tolerance_ms") / 1000.0,
+                     pytestconfig.getoption("tolerance_pct") / 100.0)
+
+
+@pytest.fixture
+def stack(request, family, tcpconf, case):
+    cls = tcpconf["cls"]
+    needed = set()
+    for m in request.node.iter_markers("requires"):
+        needed.update(m.args)
+    missing = sorted(needed - set(cls.capabilities))
+    if missing:
+        pytest.skip(f"stack {cls.name} lacks capability {', '.join(missing)}")
+    sysctls = dict(tcpconf["sysctls"])
+    for m in reversed(list(request.node.iter_markers("sysctl"))):
+        sysctls.update({k: str(v) for k, v in m.kwargs.items()})
+    trace = Trace()
+    request.node.stash[TRACE] = trace
+    st = cls(StackConfig(family, trace, sysctls, tcpconf["options"]))
+    try:
+        st.start()
+    except StackError as e:
+        pytest.fail(f"harness: cannot start stack {cls.name}: {e}", pytrace=False)
+    try:
+        yield st
+    finally:
+        st.close()
+
+
+@pytest.fixture
+def app(stack):
+    if APP not in stack.capabilities or stack.app is None:
+        pytest.skip(f"stack {stack.name} has no app control (capability 'app'): give it an agent")
+    return stack.app
+
+
+@pytest.fixture
+def profile(stack, tcpconf):
+    return tcpconf["profile"].bind(stack)
+
+
+@pytest.fixture
+def peer(stack, rng, case) -> Peer:
+    port = rng.randrange(32768, 61000)
+    sut_port = getattr(stack, "server_port", None) or rng.randrange(1024, 32768)
+    if sut_port == port:
+        sut_port += 1
+    return Peer(stack.link, stack.family, stack.peer_addr, stack.sut_addr, port, sut_port, rng,
+                requirement=case.requirements[0])
+
+
+@pytest.fixture(autouse=True)
+def _allure_case(request, tcpconf):
+    """The Allure contract: labels case and stack (family is a parameter)."""
+    cid = _case_id(request.node)
+    if cid is None or cid not in tcpconf["catalog"]:
+        yield
+        return
+    import allure
+
+    c = tcpconf["catalog"][cid]
+    doc = (request.function.__doc__ or "").strip().splitlines()
+    allure.dynamic.title(doc[0] if doc else c.title)
+    if len(doc) > 1:
+        allure.dynamic.description("\n".join(doc[1:]).strip())
+    allure.dynamic.label("case", cid)
+    allure.dynamic.label("stack", tcpconf["stack"])
+    allure.dynamic.epic(c.rfc[0].split(" §")[0])
+    allure.dynamic.feature(c.area)
+    allure.dynamic.story(c.title)
+    allure.dynamic.severity(SEVERITY[c.level])
+    allure.dynamic.tag(c.level)
+    for r in c.requirements:
+        allure.dynamic.label("requirement", r)
+    for s in c.seed:
+        allure.dynamic.label("seed", s)
+    for value, name in c.rfc_links():
+        allure.dynamic.link(value, link_type="rfc", name=name)
+    yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    trace = item.stash.get(TRACE, None)
+    if trace is not None and report.when == "call":
+        if report.failed or hasattr(report, "wasxfail"):
+            report.sections.append(("tcpdump trace", trace.text()))
+        _attach(item, trace)
+    return report
+
+
+def _attach(item, trace: Trace) -> None:
+    try:
+        import allure
+        from allure_commons._allure import plugin_manager
+    except ImportError:
+        return
+    if not plugin_manager.get_plugins():
+        return
+    allure.attach(trace.tcpdump(True), name="tcpdump (relative sequence numbers)",
+                  attachment_type=allure.attachment_type.TEXT)
+    allure.attach(trace.tcpdump(False), name="tcpdump -S (absolute sequence numbers)",
+                  attachment_type=allure.attachment_type.TEXT)
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".pcap") as f:
+        trace.pcap(f.name)
+        allure.attach.file(f.name, name="capture.pcap", attachment_type=allure.attachment_type.PCAP)

@@ -1,0 +1,157 @@
+"""The Linux kernel of this machine, in a fresh network namespace per case.
+
+Rules of this file:
+- One namespace per case: loopback up, a TUN device `tun0` whose descriptor
+  the tester holds, the SUT's address on it (IPv6 with nodad, so bind never
+  meets a tentative address), sysctls from --sysctl and the case applied
+  before any socket exists.
+- The SUT's application is this process: sockets are created inside the
+  namespace (setns on this thread) and driven by the same SocketHost that
+  the remote agent runs, so every stack shares one app-control semantics.
+- TCP state comes from sock_diag (pyroute2's DiagSocket opened inside the
+  namespace), request sockets (SYN-RECEIVED) included.
+"""
+from __future__ import annotations
+
+import os
+import select
+import socket
+import time
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.diag import DiagSocket
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv46, IPv6
+
+from ..agent import LINUX_STATES, App, SocketHost
+from ..link import TunLink
+from ..netns import Namespace, NamespaceError
+from . import APP, STATE, SYSCTL, ADDRESSES, Stack, StackError
+
+IFA_F_NODAD = 0x02
+ALL_STATES = 0xFFFFFFFF
+
+
+class LinuxStack(Stack):
+    name = "linux"
+    capabilities = frozenset({APP, STATE, SYSCTL})
+    option_names = {}
+
+    def start(self) -> "LinuxStack":
+        self.ns = Namespace.create()
+        try:
+            with self.ns.entered():
+                self._configure()
+        except BaseException:
+            self.close()
+            raise
+        self.host = SocketHost(self._socket)
+        self.app = App(self.host.dispatch, self.family, self.sut_addr)
+        return self
+
+    def _configure(self) -> None:
+        fam = ADDRESSES[self.family]
+        with IPRoute() as ipr:
+            lo = ipr.link_lookup(ifname="lo")[0]
+            ipr.link("set", index=lo, state="up")
+            self.link = TunLink.open(self.trace, "tun0")
+            idx = ipr.link_lookup(ifname="tun0")[0]
+            if self.family == "ipv4":
+                self._write_proc("net.ipv6.conf.tun0.disable_ipv6", 1)
+                ipr.addr("add", index=idx, address=fam["sut"], prefixlen=fam["prefix"])
+            else:
+                # No link-local address, router solicitation or DAD on the
+                # link the tester reads: only the case's packets cross it.
+                self._write_proc("net.ipv6.conf.tun0.addr_gen_mode", 1)
+                self._write_proc("net.ipv6.conf.tun0.router_solicitations", 0)
+                ipr.addr("add", index=idx, address=fam["sut"], prefixlen=fam["prefix"],
+                         flags=IFA_F_NODAD)
+            ipr.link("set", index=idx, state="up")
+        for key, value in self.config.sysctls.items():
+            self._write_proc(key, value)
+        self.diag = DiagSocket()
+        self.diag.bind()
+        self._wait_reachable()
+
+    def _wait_reachable(self, within: float = 2.0) -> None:
+        """Echo-request the SUT's address through the TUN until it answers.
+
+        Address set-up finishes in kernel work items that wait for the RTNL
+        lock (held, for instance, while an earlier case's TUN device is
+        unregistered); until they have run, the first segments to a new
+        address can be dropped (Ip6InAddrErrors) although bind() succeeds.
+        The echo proves the receive path before the case starts; it is not
+        part of the case's trace."""
+        if self.family == "ipv4":
+            probe = IP(src=self.peer_addr, dst=self.sut_addr) / ICMP(id=0x7463, seq=1)
+        else:
+            probe = IPv6(src=self.peer_addr, dst=self.sut_addr) / ICMPv6EchoRequest(id=0x7463, seq=1)
+        raw = bytes(probe)
+        fd = self.link.fd
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            os.write(fd, raw)
+            end = min(deadline, time.monotonic() + 0.01)
+            while time.monotonic() < end:
+                if not select.select([fd], [], [], max(0.0, end - time.monotonic()))[0]:
+                    break
+                reply = IPv46(os.read(fd, 65536))
+                if ICMP in reply and reply[ICMP].type == 0 or ICMPv6EchoReply in reply:
+                    return
+        raise StackError(f"the SUT's address {self.sut_addr} did not answer an echo request within {within:g} s")
+
+    @staticmethod
+    def _write_proc(key: str, value) -> None:
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(str(value))
+        except FileNotFoundError:
+            raise StackError(f"unknown sysctl {key}: no {path} in a fresh namespace (--sysctl KEY=VALUE)") from None
+        except OSError as e:
+            raise StackError(f"cannot set sysctl {key}={value} in the SUT namespace: {e.strerror}") from None
+
+    def _socket(self, family: int) -> socket.socket:
+        with self.ns.entered():
+            return socket.socket(family, socket.SOCK_STREAM)
+
+    # --- capabilities ----------------------------------------------------------------
+    def sysctl(self, key: str) -> str:
+        try:
+            return self.ns.sysctl(key)
+        except FileNotFoundError:
+            raise StackError(f"unknown sysctl {key}") from None
+
+    def set_sysctl(self, key: str, value) -> None:
+        try:
+            self.ns.set_sysctl(key, value)
+        except NamespaceError as e:
+            raise StackError(str(e)) from None
+
+    def states(self, port: int | None = None) -> list[dict]:
+        fam = socket.AF_INET if self.family == "ipv4" else socket.AF_INET6
+        out = []
+        for msg in self.diag.get_sock_stats(family=fam, states=ALL_STATES):
+            local = (msg["idiag_src"], msg["idiag_sport"])
+            remote = (msg["idiag_dst"], msg["idiag_dport"])
+            if port is not None and port not in (local[1], remote[1]):
+                continue
+            out.append({"local": local, "remote": remote,
+                        "state": LINUX_STATES.get(msg["idiag_state"], str(msg["idiag_state"]))})
+        return out
+
+    def version(self) -> str:
+        return os.uname().release
+
+    def close(self) -> None:
+        host = getattr(self, "host", None)
+        if host is not None:
+            host.close_all()
+        diag = getattr(self, "diag", None)
+        if diag is not None:
+            diag.close()
+        if self.link is not None:
+            self.link.close()
+        ns = getattr(self, "ns", None)
+        if ns is not None:
+            ns.remove()

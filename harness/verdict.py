@@ -1,0 +1,79 @@
+"""How a case fails: the requirement, what was expected, what was seen.
+
+Rules of this file:
+- A conformance failure always names the requirement it checks (e.g.
+  `RFC9293/MUST-10`, or `linux-profile` for documented stack behaviour) and
+  shows expected against seen, in the notation of the trace.
+- Timing failures are a subclass, so reports can tell "the stack broke the
+  rule" from "the stack was late beyond the tolerance".
+- Pure: no IO.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ConformanceFailure(AssertionError):
+    """The stack under test did not do what the requirement says."""
+
+    kind = "RFC violation"
+
+    def __init__(self, requirement: str, what: str, expected: str, seen: str):
+        self.requirement = requirement
+        self.what = what
+        self.expected = expected
+        self.seen = seen
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        return (f"{self.requirement}: {self.what}\n"
+                f"  expected: {self.expected}\n"
+                f"  seen:     {self.seen}")
+
+
+class TimingFailure(ConformanceFailure):
+    """The expected segment came, but outside the timing tolerance."""
+
+    kind = "timing tolerance exceeded"
+
+    def message(self) -> str:
+        return "timing: " + super().message()
+
+
+def require(condition: bool, requirement: str, what: str, expected, seen) -> None:
+    """Fail the case with a ConformanceFailure unless `condition` holds."""
+    __tracebackhide__ = True
+    if not condition:
+        raise ConformanceFailure(requirement, what, str(expected), str(seen))
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a measured interval may be from the expected one.
+
+    Kernel timers fire late under load (and one jiffy early or late from
+    rounding), so the allowance grows with the interval, as packetdrill's
+    --tolerance_percent does: the larger of `absolute` seconds and `relative`
+    times the expected interval. See README, "Timing".
+    """
+
+    absolute: float = 0.025
+    relative: float = 0.125
+
+    def allowed(self, expected: float) -> float:
+        return max(self.absolute, self.relative * expected)
+
+    def within(self, expected: float, seen: float) -> bool:
+        return abs(seen - expected) <= self.allowed(expected)
+
+    def latest(self, expected: float) -> float:
+        return expected + self.allowed(expected)
+
+
+def require_interval(seen: float, expected: float, tolerance: Tolerance, requirement: str, what: str) -> None:
+    """Fail with a TimingFailure unless `seen` is `expected` within tolerance."""
+    __tracebackhide__ = True
+    if not tolerance.within(expected, seen):
+        raise TimingFailure(requirement, what,
+                            f"{expected:.3f} s +- {tolerance.allowed(expected):.3f} s",
+                            f"{seen:.3f} s ({seen - expected:+.3f} s)")
