@@ -3,8 +3,11 @@
 The fixtures (stack, peer, app, profile, tolerance) come from harness.plugin,
 which pyproject.toml loads for every pytest run in this repository.
 """
+import pytest
+
 from harness.plugin import require_privileges
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config):
     require_privileges(config)

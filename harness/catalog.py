@@ -112,7 +112,8 @@ class Catalog:
     cases: dict = field(default_factory=dict)
 
     @classmethod
-    def load(cls, directory: Path = CASES_DIR) -> "Catalog":
+    def load(cls, directory: Path | None = None) -> "Catalog":
+        directory = CASES_DIR if directory is None else directory
         cat = cls()
         files = sorted(Path(directory).glob("*.toml"))
         if not files:
@@ -156,8 +157,8 @@ class Profile:
     source: str
 
     @classmethod
-    def load(cls, stack: str, directory: Path = PROFILES_DIR) -> "Profile":
-        path = Path(directory) / f"{stack}.toml"
+    def load(cls, stack: str, directory: Path | None = None) -> "Profile":
+        path = Path(PROFILES_DIR if directory is None else directory) / f"{stack}.toml"
         if not path.exists():
             raise CatalogError(f"no profile for stack {stack!r}: create {_rel(path)} (see cases/profiles/linux.toml)")
         data = _load_toml(path)

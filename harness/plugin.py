@@ -76,6 +76,12 @@ def pytest_configure(config):
     except (StackError, CatalogError) as e:
         raise pytest.UsageError(str(e)) from None
     sysctls = _pairs(config.getoption("sysctl"), "--sysctl")
+    for key in sysctls:
+        try:
+            if not os.path.exists(netns.sysctl_path(key)):
+                raise pytest.UsageError(f"--sysctl {key}: no such sysctl (no {netns.sysctl_path(key)})")
+        except netns.NamespaceError as e:
+            raise pytest.UsageError(f"--sysctl: {e}") from None
     seed = config.getoption("seed")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
@@ -97,6 +103,7 @@ def require_privileges(config) -> None:
         f"run as root, e.g. sudo .venv/bin/pytest conformance/")
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
     """xdist controller: every worker uses the run's seed."""
     node.workerinput["tcpconf_seed"] = node.config.stash[STATE]["seed"]
@@ -114,6 +121,7 @@ def pytest_sessionstart(session):
         netns.reap()
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     """xdist controller: a worker ended (perhaps killed): remove its namespaces."""
     pid = (getattr(node, "workerinfo", None) or {}).get("pid")

@@ -1,0 +1,58 @@
+"""Negative controls: every conformance case, run with exactly the behaviour
+it checks broken on the link, must fail, name its requirement and show
+expected against seen."""
+import pytest
+
+from faults import Fault, FaultPlugin
+
+pytestmark = pytest.mark.root
+
+CONTROLS = [
+    # (case test, fault, requirement the failure must name)
+    ("test_handshake.py::test_original_syn_again_in_syn_received",
+     Fault("SA", nth=2, action="drop"), "RFC9293/3.10.7.4"),
+    ("test_handshake.py::test_old_duplicate_syn_with_earlier_isn",
+     Fault("A", nth=1, action="ack", offset=1), "RFC9293/3.10.7.4"),
+    ("test_handshake.py::test_syn_with_other_isn_in_window",
+     Fault("RA", nth=1, action="drop"), "RFC9293/3.10.7.4"),
+    ("test_handshake.py::test_client_resets_synack_acking_unsent",
+     Fault("R", nth=1, action="seq", offset=1), "RFC9293/3.10.7.3"),
+    ("test_handshake.py::test_synack_retransmitted_then_dropped[ipv4-retries-2]",
+     Fault("SA", nth=3, action="drop"), "RFC6298/5.5"),
+    ("test_handshake.py::test_synack_retransmitted_then_dropped[ipv4-retries-2]",
+     Fault("SA", nth=2, action="delay", offset=0.4), "RFC6298/5.5"),
+    ("test_handshake.py::test_synack_retransmitted_then_dropped[ipv4-retries-2]",
+     Fault("R", nth=1, action="drop"), "RFC9293/3.10.7.2"),
+    ("test_handshake.py::test_data_on_third_ack_is_delivered",
+     Fault("A", nth=1, action="ack", offset=-1), "RFC9293/3.10.7.4"),
+    ("test_teardown.py::test_fin_retransmitted_into_time_wait",
+     Fault("A", nth=3, action="drop"), "RFC9293/3.10.7.4"),
+    ("test_teardown.py::test_fin_retransmitted_into_time_wait",
+     Fault("A", nth=4, action="seq", offset=-1), "RFC9293/3.10.7.4"),
+]
+
+
+def _node(test: str) -> str:
+    return "conformance/" + test + ("" if test.endswith("]") else "[ipv4]")
+
+
+@pytest.mark.parametrize("test, fault, requirement", CONTROLS,
+                         ids=[f"{t.split('::')[1].split('[')[0]}-{f.action}-{f.flags}{f.nth}" for t, f, _ in CONTROLS])
+def test_case_fails_when_its_behaviour_is_broken(run_case, test, fault, requirement):
+    result = run_case(_node(test), plugins=[FaultPlugin(fault)])
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert requirement in out, f"the failure does not name {requirement}"
+    assert "expected:" in out and "seen:" in out, "the failure does not show expected against seen"
+    assert "tcpdump trace" in out and "tcpdump -S" in out, "the failure does not show the trace both ways"
+    if fault.action == "delay":
+        assert "timing:" in out
+
+
+@pytest.mark.parametrize("test", sorted({t for t, _, _ in CONTROLS}))
+def test_case_passes_without_fault(run_case, test):
+    """The control of the control: the same case on the same link, unbroken."""
+    result = run_case(_node(test))
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
+    assert outcomes.get("passed", 0) + outcomes.get("xfailed", 0) == 1

@@ -1,0 +1,242 @@
+"""Unit tests of the sans-IO core: segments, trace rendering, matching,
+timing tolerance, catalog and profile validation. No root, no sockets."""
+import random
+import time
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
+from scapy.utils import rdpcap
+
+from harness.catalog import Catalog, CatalogError, Profile
+from harness.link import Link
+from harness.peer import Peer
+from harness.segment import Segment, flags_of, seq_diff, tcpdump_flags
+from harness.trace import Trace
+from harness.verdict import ConformanceFailure, TimingFailure, Tolerance, require_interval
+
+SUT, PEER = "198.18.0.1", "198.18.0.2"
+
+
+def tcp(src=PEER, dst=SUT, sport=40000, dport=80, **kw):
+    ip = IP(src=src, dst=dst) if ":" not in src else IPv6(src=src, dst=dst)
+    data = kw.pop("data", b"")
+    pkt = ip / TCP(sport=sport, dport=dport, **kw)
+    return bytes(pkt / data if data else pkt)
+
+
+class ScriptedLink(Link):
+    """A Link whose SUT is a script: `replies` maps the n-th packet the peer
+    sends to the packets the 'SUT' answers with."""
+
+    def __init__(self, trace, replies=None):
+        super().__init__(trace)
+        self.pending = []
+        self.replies = replies or {}
+        self.sent = 0
+
+    def fileno(self):
+        raise AssertionError("not used")
+
+    def _write(self, raw):
+        self.sent += 1
+        self.pending += self.replies.get(self.sent, [])
+
+    def poll(self, deadline):
+        if self.pending:
+            for raw in self.pending:
+                self._deliver(raw, time.monotonic())
+            self.pending = []
+            return True
+        return False
+
+
+# --- segments -----------------------------------------------------------------------
+
+def test_segment_fields_and_rfc_length():
+    seg = Segment.parse(tcp(flags="SF", seq=10, data=b"abc"), 1.0, "peer")
+    assert seg.seq == 10 and seg.syn and seg.fin and seg.seg_len == 5 and seg.end == 15
+    assert seg.checksum_ok
+
+
+def test_segment_detects_bad_checksum():
+    pkt = IP(tcp(flags="S"))
+    pkt[TCP].chksum ^= 0x0101
+    assert not Segment.parse(bytes(pkt), 0.0, "sut").checksum_ok
+
+
+def test_segment_trims_ethernet_padding():
+    raw = tcp(flags="A") + b"\0" * 6           # a 60-byte frame's padding
+    seg = Segment.parse(raw, 0.0, "sut")
+    assert seg.payload == b"" and seg.checksum_ok
+
+
+def test_non_tcp_is_not_a_segment():
+    assert Segment.parse(bytes(IPv6(src="2001:2::1", dst="2001:2::2") / b"x"), 0, "sut") is None
+
+
+def test_sequence_arithmetic_wraps():
+    assert seq_diff(5, (1 << 32) - 5) == 10
+    assert seq_diff((1 << 32) - 5, 5) == -10
+
+
+def test_flag_notation():
+    assert flags_of("SA") == flags_of("S.") == {"S", "A"}
+    assert tcpdump_flags(flags_of("FA")) == "F." and tcpdump_flags(flags_of("R")) == "R"
+    with pytest.raises(ValueError):
+        flags_of("SX")
+
+
+# --- trace --------------------------------------------------------------------------
+
+def _handshake_trace():
+    tr = Trace(t0=0.0)
+    tr.add(tcp(flags="S", seq=1197597775, options=[("MSS", 1460), ("NOP", None), ("WScale", 8),
+                                                      ("NOP", None), ("NOP", None), ("SAckOK", b"")]), 0.1, "peer")
+    tr.add(tcp(src=SUT, dst=PEER, sport=80, dport=40000, flags="SA", seq=677374397, ack=1197597776), 0.2, "sut")
+    tr.add(tcp(flags="A", seq=1197597776, ack=677374398), 0.3, "peer")
+    tr.add(tcp(src=SUT, dst=PEER, sport=80, dport=40000, flags="PA", seq=677374398, ack=1197597776,
+               data=b"x" * 15), 0.4, "sut")
+    return tr
+
+
+def test_tcpdump_relative_like_the_seed_note():
+    lines = _handshake_trace().tcpdump(relative=True).splitlines()
+    assert "Flags [S], seq 1197597775," in lines[0]
+    assert "options [mss 1460,nop,wscale 8,nop,nop,sackOK]" in lines[0]
+    assert "Flags [S.], seq 677374397, ack 1197597776" in lines[1]
+    assert "Flags [.], ack 1," in lines[2] and "seq" not in lines[2]
+    assert "Flags [P.], seq 1:16, ack 1," in lines[3] and lines[3].endswith("length 15")
+
+
+def test_tcpdump_absolute_like_dash_S():
+    lines = _handshake_trace().tcpdump(relative=False).splitlines()
+    assert "Flags [.], ack 677374398," in lines[2]
+    assert "seq 677374398:677374413, ack 1197597776" in lines[3]
+
+
+def test_pcap_round_trips_through_scapy(tmp_path):
+    tr = _handshake_trace()
+    pkts = rdpcap(tr.pcap(str(tmp_path / "t.pcap")))
+    assert [bytes(p) for p in pkts] == [e.raw for e in tr.entries]
+    assert pkts[1][TCP].flags == "SA"
+
+
+# --- peer matching (scripted SUT) -----------------------------------------------------------
+
+def _peer(replies):
+    tr = Trace()
+    link = ScriptedLink(tr, replies)
+    return Peer(link, "ipv4", PEER, SUT, 40000, 80, random.Random(7)), link
+
+
+def test_peer_tracks_rfc_variables_through_a_handshake():
+    peer, link = _peer({})
+    iss = peer.iss
+    link.replies = {1: [tcp(src=SUT, dst=PEER, sport=80, dport=40000, flags="SA", seq=5000, ack=iss + 1,
+                            options=[("MSS", 1400), ("WScale", 3)])]}
+    synack = peer.connect()
+    assert (peer.irs, peer.rcv_nxt, peer.snd_nxt, peer.snd_una) == (5000, 5001, iss + 1, iss + 1)
+    assert synack.option("MSS") == 1400 and peer.sut_wscale == 3
+    third = peer.trace.entries[-1]
+    assert third.flags == {"A"} and third.seq == iss + 1 and third.ack == 5001
+
+
+def test_expect_names_requirement_and_shows_expected_and_seen():
+    peer, link = _peer({1: [tcp(src=SUT, dst=PEER, sport=80, dport=40000, flags="RA", seq=0, ack=1)]})
+    peer.send("S")
+    with pytest.raises(ConformanceFailure) as e:
+        peer.expect("SA", ack=peer.iss + 1, requirement="RFC9293/3.10.7.2")
+    msg = str(e.value)
+    assert msg.startswith("RFC9293/3.10.7.2")
+    assert "expected: sut > peer: Flags [S.], ack 1" in msg
+    assert "seen:" in msg and "Flags [R.]" in msg and "flags [R.] instead of [S.]" in msg
+
+
+def test_expect_reports_silence():
+    peer, _ = _peer({})
+    peer.send("S")
+    with pytest.raises(ConformanceFailure, match="seen:     nothing"):
+        peer.expect("SA", within=0.01)
+
+
+def test_expect_fails_on_bad_checksum():
+    pkt = IP(tcp(src=SUT, dst=PEER, sport=80, dport=40000, flags="SA", seq=1, ack=2))
+    pkt[TCP].chksum ^= 0xFFFF
+    peer, _ = _peer({1: [bytes(pkt)]})
+    peer.send("S")
+    with pytest.raises(ConformanceFailure, match="RFC9293/MUST-2"):
+        peer.expect("SA")
+
+
+def test_expect_ignores_other_connections_and_psh():
+    other = tcp(src=SUT, dst=PEER, sport=81, dport=40000, flags="R")
+    mine = tcp(src=SUT, dst=PEER, sport=80, dport=40000, flags="PA", seq=1, ack=2, data=b"hi")
+    peer, _ = _peer({1: [other, mine]})
+    peer.send("A")
+    assert peer.expect("A", data=b"hi").payload == b"hi"
+
+
+def test_expect_none_catches_a_segment():
+    peer, _ = _peer({1: [tcp(src=SUT, dst=PEER, sport=80, dport=40000, flags="A")]})
+    peer.send("A")
+    with pytest.raises(ConformanceFailure, match="nothing for"):
+        peer.expect_none(within=0.01)
+
+
+# --- timing --------------------------------------------------------------------------------
+
+def test_tolerance_is_the_larger_of_absolute_and_relative():
+    tol = Tolerance(0.025, 0.125)
+    assert tol.allowed(0.1) == 0.025 and tol.allowed(8.0) == 1.0
+    assert tol.within(1.0, 1.12) and not tol.within(1.0, 1.13)
+
+
+def test_interval_outside_tolerance_is_a_timing_failure():
+    with pytest.raises(TimingFailure, match=r"^timing: RFC6298/5\.5"):
+        require_interval(1.5, 1.0, Tolerance(0.025, 0.125), "RFC6298/5.5", "RTO")
+    require_interval(1.1, 1.0, Tolerance(0.025, 0.125), "RFC6298/5.5", "RTO")
+
+
+# --- catalog and profiles -------------------------------------------------------------------
+
+def test_catalog_loads_and_profiles_refer_to_known_cases():
+    cat = Catalog.load()
+    assert "handshake.lost-third-ack" in cat
+    Profile.load("linux").check_cases(cat)
+    case = cat["handshake.old-duplicate-syn"]
+    assert ("9293#section-3.5", "RFC 9293 §3.5") in case.rfc_links()
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[[case]]\nid = "Bad Id"\ntitle = "t"\nrfc = ["RFC 9293 §3.5"]\nrequirements = []\nlevel = "MUST"\n', "dotted slug"),
+    ('[[case]]\nid = "a.b"\ntitle = "t"\nrfc = ["9293"]\nrequirements = []\nlevel = "MUST"\n', "RFC 9293 §3.5"),
+    ('[[case]]\nid = "a.b"\ntitle = "t"\nrfc = []\nrequirements = []\nlevel = "OFTEN"\n', "level must be"),
+    ('[[case]]\nid = "a.b"\ntitle = "t"\nrfc = []\nrequirements = []\nlevel = "MUST"\nseeds = ["S1"]\n', "unknown key 'seeds'"),
+    ('[[case]]\nid = "a.b"\n', "missing 'title'"),
+    ('[[case]\nid = "a.b"\n', "not valid TOML"),
+])
+def test_malformed_catalog_is_one_clear_line(tmp_path, body, message):
+    (tmp_path / "x.toml").write_text(body)
+    with pytest.raises(CatalogError) as e:
+        Catalog.load(tmp_path)
+    assert message in str(e.value) and "\n" not in str(e.value) and "x.toml" in str(e.value)
+
+
+def test_duplicate_case_ids_are_rejected(tmp_path):
+    entry = '[[case]]\nid = "a.b"\ntitle = "t"\nrfc = []\nrequirements = []\nlevel = "MUST"\n'
+    (tmp_path / "one.toml").write_text(entry)
+    (tmp_path / "two.toml").write_text(entry)
+    with pytest.raises(CatalogError, match="also defined"):
+        Catalog.load(tmp_path)
+
+
+def test_profile_must_name_its_stack_and_valid_behaviour(tmp_path):
+    (tmp_path / "x.toml").write_text('stack = "y"\n')
+    with pytest.raises(CatalogError, match="'stack' must be 'x'"):
+        Profile.load("x", tmp_path)
+    (tmp_path / "x.toml").write_text('stack = "x"\n[behaviour.k]\nanswer = "ack"\n')
+    with pytest.raises(CatalogError, match="needs exactly"):
+        Profile.load("x", tmp_path)
+    with pytest.raises(CatalogError, match="no profile for stack 'zz'"):
+        Profile.load("zz", tmp_path)
