@@ -117,7 +117,7 @@ def test_client_resets_synack_acking_unsent(stack, peer, app):
 @pytest.mark.requires("app")
 @pytest.mark.parametrize("retries", [pytest.param(2, id="retries-2"),
                                      pytest.param(None, id="default", marks=pytest.mark.slow)])
-def test_synack_retransmitted_then_dropped(stack, peer, app, profile, tolerance, retries):
+def test_synack_retransmitted_then_dropped(stack, peer, app, profile, tolerance, observed, retries):
     """The third ACK never comes: SYN-ACK retransmissions back off, then the request is dropped."""
     if retries is not None:
         profile.set("synack_retries", retries)
@@ -125,6 +125,7 @@ def test_synack_retransmitted_then_dropped(stack, peer, app, profile, tolerance,
     rto = profile.value("initial_rto")
     synack = _syn_received(peer, app)
     previous = synack
+    observed["synack_retransmissions"] = []        # seconds after the first SYN-ACK
     for n in range(1, retries + 1):
         interval = rto * 2 ** (n - 1)
         seg = peer.expect("SA", seq=synack.seq, ack=peer.iss + 1, within=tolerance.latest(interval),
@@ -132,6 +133,7 @@ def test_synack_retransmitted_then_dropped(stack, peer, app, profile, tolerance,
                           what=f"SYN-ACK retransmission {n} of {retries} ({profile.doc('synack_retries')})")
         require_interval(seg.t - previous.t, interval, tolerance, "RFC6298/5.5",
                          f"interval before SYN-ACK retransmission {n}: the RTO doubles from {rto:g} s")
+        observed["synack_retransmissions"].append(round(seg.t - synack.t, 3))
         previous = seg
     # No further retransmission: the request expires one more (doubled) RTO later.
     expiry = rto * 2 ** retries
@@ -143,6 +145,7 @@ def test_synack_retransmitted_then_dropped(stack, peer, app, profile, tolerance,
                 f"no connection {expiry:g} s after the last SYN-ACK", stack.state_of(peer.sut_port, peer.port))
         require_interval(gone - previous.t, expiry, tolerance, "RFC6298/5.5",
                          "the request is dropped one doubled RTO after the last SYN-ACK")
+        observed["request_dropped_after"] = round(gone - synack.t, 3)
     else:
         peer.expect_none(within=2 * tolerance.allowed(expiry))
     # The late third ACK now reaches a LISTEN socket.

@@ -13,6 +13,7 @@ Rules of this file:
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import zlib
@@ -30,6 +31,7 @@ FAMILIES = ("ipv4", "ipv6")
 SEVERITY = {"MUST": "critical", "SHOULD": "normal", "MAY": "minor", "documented": "trivial"}
 STATE = pytest.StashKey[dict]()
 TRACE = pytest.StashKey[Trace]()
+OBSERVED = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser):
@@ -237,8 +239,20 @@ def app(stack):
 
 
 @pytest.fixture
-def profile(stack, tcpconf):
-    return tcpconf["profile"].bind(stack)
+def profile(request, stack, tcpconf):
+    bound = tcpconf["profile"].bind(stack)
+    request.node.stash.setdefault(OBSERVED, {})["profile"] = bound.observed
+    return bound
+
+
+@pytest.fixture
+def observed(request) -> dict:
+    """Values the case measured, for the report to show beside what the RFC,
+    the profile or the seed note claims: `observed["synack_intervals"] = [...]`.
+    Numbers, strings and lists of them; seconds for times."""
+    values: dict = {}
+    request.node.stash.setdefault(OBSERVED, {})["measured"] = values
+    return values
 
 
 @pytest.fixture
@@ -261,10 +275,6 @@ def _allure_case(request, tcpconf):
     import allure
 
     c = tcpconf["catalog"][cid]
-    doc = (request.function.__doc__ or "").strip().splitlines()
-    allure.dynamic.title(doc[0] if doc else c.title)
-    if len(doc) > 1:
-        allure.dynamic.description("\n".join(doc[1:]).strip())
     allure.dynamic.label("case", cid)
     allure.dynamic.label("stack", tcpconf["stack"])
     allure.dynamic.epic(c.rfc[0].split(" §")[0])
@@ -282,17 +292,38 @@ def _allure_case(request, tcpconf):
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """The title in words (allure-pytest sets the name when the call starts,
+    so a title given earlier would be overwritten)."""
+    if _case_id(item) is not None and getattr(item, "function", None) is not None:
+        import allure
+        doc = (item.function.__doc__ or "").strip().splitlines()
+        cid = _case_id(item)
+        cat = item.config.stash[STATE]["catalog"]
+        title = doc[0] if doc else (cat[cid].title if cid in cat else item.name)
+        if hasattr(item, "callspec"):
+            title += f" [{', '.join(f'{k}={v}' for k, v in item.callspec.params.items())}]"
+        allure.dynamic.title(title)
+        allure.dynamic.description(cat[cid].description.strip() if cid in cat else "")
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
     trace = item.stash.get(TRACE, None)
     if trace is not None and report.when == "call":
         if report.failed or hasattr(report, "wasxfail"):
             report.sections.append(("tcpdump trace", trace.text()))
-        _attach(item, trace)
+        values = item.stash.get(OBSERVED, {})
+        for kind in ("measured", "profile"):
+            for k, v in values.get(kind, {}).items():
+                report.user_properties.append((f"{kind}.{k}", json.dumps(v)))
+        _attach(item, trace, values)
     return report
 
 
-def _attach(item, trace: Trace) -> None:
+def _attach(item, trace: Trace, values: dict) -> None:
     try:
         import allure
         from allure_commons._allure import plugin_manager
@@ -304,6 +335,9 @@ def _attach(item, trace: Trace) -> None:
                   attachment_type=allure.attachment_type.TEXT)
     allure.attach(trace.tcpdump(False), name="tcpdump -S (absolute sequence numbers)",
                   attachment_type=allure.attachment_type.TEXT)
+    if any(values.values()):
+        allure.attach(json.dumps(values, indent=2, sort_keys=True), name="observed values",
+                      attachment_type=allure.attachment_type.JSON)
     import tempfile
     with tempfile.NamedTemporaryFile(suffix=".pcap") as f:
         trace.pcap(f.name)
