@@ -26,6 +26,7 @@ import select
 import socket
 import struct
 import sys
+import threading
 import time
 
 VERSION = 1
@@ -56,7 +57,9 @@ and "message" (one line for a human).
   {"op":"error","id":C}                            -> {"error":ERRNO_NAME|null}   (pending socket error)
   {"op":"state","port":P|null}                     -> {"sockets":[{"local":[a,p],"remote":[a,p],"state":RFC_NAME}]}
         (where the stack can report TCP state; RFC 9293 state names, e.g. "SYN-RECEIVED")
-  {"op":"bye"}                                     -> {} and the agent closes every socket it holds
+  {"op":"sysctl","name":"net.ipv4.tcp_synack_retries","value":V|null} -> {"value":OLD}
+        (agents on hosts with tunables; sets it when value is given)
+  {"op":"bye"}                                     -> {} and the agent closes every socket of this session
 
 Option names: SO_REUSEADDR SO_KEEPALIVE SO_RCVBUF SO_SNDBUF SO_LINGER ([on, secs])
 TCP_NODELAY TCP_MAXSEG TCP_KEEPIDLE TCP_KEEPINTVL TCP_KEEPCNT TCP_SYNCNT
@@ -383,31 +386,44 @@ class App:
 
 
 class StreamTransport:
-    """Carries requests as JSON lines over a connected stream (or two pipes)."""
+    """Carries requests as JSON lines over a byte stream: a connected socket,
+    or the pipes of an agent process. Every reply is awaited with a deadline,
+    so a hung agent fails the case instead of hanging the run."""
 
-    def __init__(self, rfile, wfile, timeout: float = 30.0):
-        self.rfile, self.wfile = rfile, wfile
+    def __init__(self, rfd: int, wfd: int, timeout: float = 30.0, keep=None):
+        self.rfd, self.wfd = rfd, wfd
         self.timeout = timeout
+        self.buf = b""
+        self.keep = keep                   # objects owning the descriptors
 
     def __call__(self, req: dict) -> dict:
-        self.wfile.write((json.dumps(req) + "\n").encode())
-        self.wfile.flush()
-        line = self.rfile.readline()
-        if not line:
-            raise AppError("ECONNRESET", "the app-control agent closed the connection")
+        data = (json.dumps(req) + "\n").encode()
+        while data:
+            data = data[os.write(self.wfd, data):]
+        deadline = time.monotonic() + self.timeout + float(req.get("timeout", 0) or 0)
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.rfd], [], [], left)[0]:
+                raise AppError("ETIMEDOUT", f"the app-control agent did not answer {req.get('op')!r} in time")
+            chunk = os.read(self.rfd, 65536)
+            if not chunk:
+                raise AppError("ECONNRESET", "the app-control agent closed the connection (did it crash?)")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
         return json.loads(line)
 
 
 def connect_agent(where: str, timeout: float = 30.0) -> StreamTransport:
     """`host:port` or a unix socket path -> transport to a running agent."""
-    if where.startswith("/") or where.startswith("."):
+    if "/" in where:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
         s.connect(where)
     else:
         host, _, port = where.rpartition(":")
         s = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
-    s.settimeout(timeout)
-    return StreamTransport(s.makefile("rb"), s.makefile("wb"), timeout)
+    s.setblocking(True)
+    return StreamTransport(s.fileno(), s.fileno(), timeout, keep=s)
 
 
 # --- server side ------------------------------------------------------------------------
@@ -430,6 +446,31 @@ def serve_stream(host: SocketHost, rfile, wfile) -> None:
     host.close_all()
 
 
+class AgentHost(SocketHost):
+    """The standalone agent: SocketHost plus the host's tunables (Linux
+    /proc/sys), so a remote SUT can be configured like a local namespace."""
+
+    stack = sys.platform
+
+    def op_hello(self, **_):
+        import platform
+        return dict(super().op_hello(), system=f"{platform.system()} {platform.release()} ({platform.machine()})")
+
+    def op_sysctl(self, name, value=None):
+        if not all(part.replace("_", "").replace("-", "").isalnum() for part in str(name).split(".")):
+            raise AppError("EINVAL", f"bad sysctl name {name!r}")
+        path = "/proc/sys/" + str(name).replace(".", "/")
+        try:
+            with open(path) as f:
+                old = f.read().strip()
+            if value is not None:
+                with open(path, "w") as f:
+                    f.write(str(value))
+        except FileNotFoundError:
+            raise AppError("ENOENT", f"no sysctl {name} on this host") from None
+        return {"value": old}
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -437,12 +478,12 @@ def main(argv=None) -> int:
                                 description="tcpconf app-control agent (standard library only)",
                                 epilog=PROTOCOL, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--listen", metavar="HOST:PORT", help="serve one client at a time over TCP")
+    g.add_argument("--listen", metavar="HOST:PORT", help="serve clients over TCP (one thread and socket set each)")
     g.add_argument("--unix", metavar="PATH", help="serve over a unix socket")
     g.add_argument("--stdio", action="store_true", help="serve one session on stdin/stdout")
     a = p.parse_args(argv)
     if a.stdio:
-        serve_stream(SocketHost(), sys.stdin.buffer, sys.stdout.buffer)
+        serve_stream(AgentHost(), sys.stdin.buffer, sys.stdout.buffer)
         return 0
     if a.unix:
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -459,11 +500,14 @@ def main(argv=None) -> int:
         srv.bind((host, int(port)))
     srv.listen(4)
     print(f"tcpconf agent: protocol {VERSION}, listening on {a.unix or a.listen}", file=sys.stderr, flush=True)
+    def session(c):
+        with c:
+            serve_stream(AgentHost(), c.makefile("rb"), c.makefile("wb"))
+
     try:
-        while True:
+        while True:                       # one thread, and one set of sockets, per client
             c, _ = srv.accept()
-            with c:
-                serve_stream(SocketHost(), c.makefile("rb"), c.makefile("wb"))
+            threading.Thread(target=session, args=(c,), daemon=True).start()
     except KeyboardInterrupt:
         return 0
 

@@ -23,7 +23,7 @@ import pytest
 from . import netns
 from .catalog import Catalog, CatalogError, Profile
 from .peer import Peer
-from .stacks import APP, StackConfig, StackError, check_options, stack_class
+from .stacks import APP, SYSCTL, StackConfig, StackError, check_options, stack_class
 from .trace import Trace
 from .verdict import Tolerance
 
@@ -73,7 +73,7 @@ def pytest_configure(config):
         options = _pairs(config.getoption("stack_opt"), "--stack-opt")
         check_options(cls, options)
         catalog = Catalog.load()
-        profile = Profile.load(name)
+        profile = Profile.load(cls.profile_name(options))
         profile.check_cases(catalog)
     except (StackError, CatalogError) as e:
         raise pytest.UsageError(str(e)) from None
@@ -162,9 +162,24 @@ def pytest_collection_modifyitems(session, config, items):
                                               strict=True, raises=AssertionError))
     if problems:
         pytest.exit(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""), returncode=4)
-    # Long timers first, so that xdist workers start them early and the run's
-    # wall time is close to its longest case, not the sum.
-    items.sort(key=lambda i: i.get_closest_marker("slow") is None)
+    items[:] = _spread(items)
+
+
+def _spread(items: list) -> list:
+    """Order for xdist: cases that wait on timers (slow ones first) each
+    followed by a quick one. xdist hands every worker its first tests in
+    consecutive pairs, so each long case starts at once on a worker of its
+    own, and the run's wall time is close to its longest case, not a sum."""
+    def waits(i):
+        return i.get_closest_marker("slow") is not None or "tolerance" in getattr(i, "fixturenames", ())
+    long = sorted((i for i in items if waits(i)), key=lambda i: i.get_closest_marker("slow") is None)
+    quick = [i for i in items if not waits(i)]
+    out = []
+    for n, item in enumerate(long):
+        out.append(item)
+        if n < len(quick):
+            out.append(quick[n])
+    return out + quick[len(long):]
 
 
 def pytest_generate_tests(metafunc):
@@ -209,18 +224,22 @@ def tolerance(pytestconfig) -> Tolerance:
 @pytest.fixture
 def stack(request, family, tcpconf, case):
     cls = tcpconf["cls"]
-    needed = set()
-    for m in request.node.iter_markers("requires"):
-        needed.update(m.args)
-    missing = sorted(needed - set(cls.capabilities))
-    if missing:
-        pytest.skip(f"stack {cls.name} lacks capability {', '.join(missing)}")
     sysctls = dict(tcpconf["sysctls"])
     for m in reversed(list(request.node.iter_markers("sysctl"))):
         sysctls.update({k: str(v) for k, v in m.kwargs.items()})
     trace = Trace()
-    request.node.stash[TRACE] = trace
     st = cls(StackConfig(family, trace, sysctls, tcpconf["options"]))
+    if family not in st.families:
+        pytest.skip(f"stack {st.name} has no {family}")
+    needed = set()
+    for m in request.node.iter_markers("requires"):
+        needed.update(m.args)
+    if sysctls:
+        needed.add(SYSCTL)
+    missing = sorted(needed - set(st.capabilities))
+    if missing:
+        pytest.skip(f"stack {st.name} lacks capability {', '.join(missing)}")
+    request.node.stash[TRACE] = trace
     try:
         st.start()
     except StackError as e:

@@ -23,6 +23,7 @@ from ..trace import Trace
 
 STACKS = {
     "linux": "harness.stacks.linux:LinuxStack",
+    "remote": "harness.stacks.remote:RemoteStack",
 }
 
 ADDRESSES = {
@@ -53,6 +54,8 @@ class Stack:
     capabilities: frozenset = frozenset()
     option_names: dict = {}          # --stack-opt names this stack accepts, with help
     needs_root = True                # creates namespaces / TUN devices
+    families = ("ipv4", "ipv6")
+    server_port: int | None = None   # a fixed listening port of the SUT, if any
 
     def __init__(self, config: StackConfig):
         self.config = config
@@ -69,6 +72,15 @@ class Stack:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    @classmethod
+    def check(cls, options: dict) -> None:
+        """Validate --stack-opt values before anything starts (StackError)."""
+
+    @classmethod
+    def profile_name(cls, options: dict) -> str:
+        """The profile (cases/profiles/<name>.toml) describing this stack."""
+        return cls.name
 
     # --- optional, by capability --------------------------------------------------
     def sysctl(self, key: str) -> str:
@@ -122,3 +134,4 @@ def check_options(cls: type, options: dict) -> None:
     if unknown:
         known = ", ".join(sorted(cls.option_names)) or "none"
         raise StackError(f"unknown --stack-opt {unknown[0]!r} for stack {cls.name}: it accepts {known}")
+    cls.check(options)

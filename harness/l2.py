@@ -1,0 +1,146 @@
+"""PacketLink: the tester on an Ethernet link, for stacks that speak Ethernet.
+
+Rules of this file:
+- The tester owns an address on the link that no kernel holds: it answers
+  ARP (IPv4) and neighbour solicitations (IPv6) for it itself, with its own
+  MAC, and resolves the SUT's MAC before the first segment. Nothing of the
+  tester's kernel can answer or drop anything for that address.
+- Only IP packets enter the Trace (raw, Ethernet header and padding
+  removed, like a TunLink's); ARP and neighbour discovery are link
+  upkeep and stay out of it. Frames this socket sent are never read back.
+- The socket is AF_PACKET on one interface: the kernel side of a TAP
+  whose other side a user-space stack holds, or any interface (a veth end, a
+  NIC) towards a remote SUT; it asks for promiscuous reception so that
+  frames to the tester's MAC arrive on real NICs too.
+"""
+from __future__ import annotations
+
+import socket
+import time
+
+from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6,
+                                in6_getnsma, in6_getnsmac)
+from scapy.layers.inet import IP
+from scapy.layers.l2 import ARP, Ether
+from scapy.pton_ntop import inet_pton
+
+from .link import Link
+
+ETH_P_ALL = 0x0003
+ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
+PACKET_OUTGOING = 4
+SOL_PACKET, PACKET_ADD_MEMBERSHIP, PACKET_MR_PROMISC = 263, 1, 1
+
+
+class LinkError(RuntimeError):
+    pass
+
+
+class PacketLink(Link):
+    def __init__(self, trace, ifname: str, mac: str, addresses: dict, sut_addr: str):
+        """`addresses`: the tester's own, {"ipv4": a, "ipv6": b} (either may be
+        absent); `sut_addr`: the address whose MAC to resolve."""
+        super().__init__(trace)
+        self.ifname, self.mac = ifname, mac
+        self.addresses = addresses
+        self.sut_addr = sut_addr
+        self.sut_mac: str | None = None
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        try:
+            self.sock.bind((ifname, ETH_P_ALL))
+            index = socket.if_nametoindex(ifname)
+            mreq = index.to_bytes(4, "little") + PACKET_MR_PROMISC.to_bytes(2, "little") + bytes(10)
+            self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    # --- frames --------------------------------------------------------------------------
+    def _frame(self, raw_ip: bytes, dst_mac: str) -> bytes:
+        ethertype = ETH_P_IP if raw_ip[0] >> 4 == 4 else ETH_P_IPV6
+        return bytes(Ether(dst=dst_mac, src=self.mac, type=ethertype)) + raw_ip
+
+    def _write(self, raw: bytes) -> None:
+        if self.sut_mac is None:
+            self.resolve()
+        self.sock.send(self._frame(raw, self.sut_mac))
+
+    def _read_ready(self):
+        out = []
+        while True:
+            try:
+                frame, addr = self.sock.recvfrom(65536)
+            except BlockingIOError:
+                return out
+            t = time.monotonic()
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            ip = self._upkeep(frame)
+            if ip is not None:
+                out.append((ip, t))
+
+    def _upkeep(self, frame: bytes) -> bytes | None:
+        """Answer ARP/ND for our address, learn the SUT's MAC; return the IP
+        packet of an IP frame that is neither, else None."""
+        eth = Ether(frame)
+        if eth.type == ETH_P_ARP and ARP in eth:
+            arp = eth[ARP]
+            if arp.op == 1 and arp.pdst == self.addresses.get("ipv4"):
+                self.sock.send(bytes(Ether(dst=eth.src, src=self.mac) /
+                                     ARP(op=2, hwsrc=self.mac, psrc=arp.pdst, hwdst=arp.hwsrc, pdst=arp.psrc)))
+            if arp.psrc == self.sut_addr:
+                self.sut_mac = arp.hwsrc
+            return None
+        if eth.type == ETH_P_IPV6 and IPv6 in eth:
+            if ICMPv6ND_NS in eth and eth[ICMPv6ND_NS].tgt == self.addresses.get("ipv6"):
+                ns = eth[IPv6]
+                src = ns.src if ns.src != "::" else "ff02::1"
+                self.sock.send(bytes(Ether(dst=eth.src, src=self.mac) /
+                                     IPv6(src=self.addresses["ipv6"], dst=src, hlim=255) /
+                                     ICMPv6ND_NA(tgt=self.addresses["ipv6"], R=0, S=int(ns.src != "::"), O=1) /
+                                     ICMPv6NDOptDstLLAddr(lladdr=self.mac)))
+                if ns.src == self.sut_addr:
+                    self.sut_mac = eth.src
+                return None
+            if ICMPv6ND_NA in eth:
+                if eth[ICMPv6ND_NA].tgt == self.sut_addr:
+                    self.sut_mac = eth.src
+                return None
+            if ICMPv6ND_NS in eth:
+                return None
+            return frame[14:]
+        if eth.type == ETH_P_IP:
+            if self.sut_mac is None and IP in eth and eth[IP].src == self.sut_addr:
+                self.sut_mac = eth.src
+            return frame[14:]
+        return None
+
+    def resolve(self, within: float = 3.0) -> str:
+        """The SUT's MAC, asked with ARP or a neighbour solicitation (retried
+        every 200 ms) until `within` seconds have passed."""
+        deadline = time.monotonic() + within
+        while self.sut_mac is None:
+            if time.monotonic() >= deadline:
+                raise LinkError(f"{self.sut_addr} does not answer "
+                                f"{'ARP' if ':' not in self.sut_addr else 'neighbour solicitations'} on {self.ifname}")
+            self.sock.send(self._solicit())
+            end = min(deadline, time.monotonic() + 0.2)
+            while self.sut_mac is None and time.monotonic() < end:
+                self.poll(end)
+        return self.sut_mac
+
+    def _solicit(self) -> bytes:
+        if ":" not in self.sut_addr:
+            return bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=self.mac) /
+                         ARP(op=1, hwsrc=self.mac, psrc=self.addresses["ipv4"], pdst=self.sut_addr))
+        group = in6_getnsma(inet_pton(socket.AF_INET6, self.sut_addr))
+        return bytes(Ether(dst=in6_getnsmac(group), src=self.mac) /
+                     IPv6(src=self.addresses["ipv6"], dst=socket.inet_ntop(socket.AF_INET6, group), hlim=255) /
+                     ICMPv6ND_NS(tgt=self.sut_addr) / ICMPv6NDOptSrcLLAddr(lladdr=self.mac))
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,128 @@
+"""User-space stacks on a TAP device, each in a fresh network namespace.
+
+Rules of this file:
+- One namespace per case holds a TAP device `tap0` (no address, IPv6 off:
+  the namespace's kernel stays silent on it) and the stack's agent process,
+  started inside the namespace, which opens the TAP and runs the stack.
+- The tester reads and writes Ethernet frames on the kernel side of the TAP
+  (harness.l2.PacketLink) and drives the agent over its stdin/stdout with
+  the app-control protocol (harness.agent).
+- A subclass says how to build and start its agent (`agent_command`,
+  `setup`), its MAC if the stack fixes it, and which families it has.
+- An agent that dies fails the case (the protocol raises ECONNRESET); its
+  process and namespace are removed on every exit path.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+from pyroute2 import IPRoute
+
+from ..agent import VERSION, App, AppError, StreamTransport
+from ..l2 import LinkError, PacketLink
+from ..netns import Namespace
+from . import APP, Stack, StackError
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build"
+PEER_MAC = "02:00:00:74:63:02"      # locally administered, the tester's
+SUT_MAC = "02:00:00:74:63:01"       # where the stack lets us choose
+
+
+class TapStack(Stack):
+    capabilities = frozenset({APP})
+    families = ("ipv4", "ipv6")
+    sut_mac = SUT_MAC
+
+    # --- what a subclass provides -------------------------------------------------------
+    def agent_command(self) -> list[str]:
+        raise NotImplementedError
+
+    def agent_env(self) -> dict:
+        return {}
+
+    @classmethod
+    def agent_path(cls) -> Path:
+        raise NotImplementedError
+
+    @classmethod
+    def setup(cls) -> None:
+        """Install and build what the agent needs (python3 -m harness.setup --stack NAME)."""
+        raise NotImplementedError
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "TapStack":
+        if not self.agent_path().exists():
+            raise StackError(f"the {self.name} agent is not built: run python3 -m harness.setup --stack {self.name}")
+        self.proc = None
+        self.ns = Namespace.create()
+        try:
+            with self.ns.entered():
+                self._configure()
+                self.log = tempfile.TemporaryFile()
+                env = dict(os.environ, **self.agent_env())
+                self.proc = subprocess.Popen(self.agent_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=self.log, env=env, start_new_session=True)
+            transport = StreamTransport(self.proc.stdout.fileno(), self.proc.stdin.fileno(), timeout=10.0,
+                                        keep=self.proc)
+            self.app = App(transport, self.family, self.sut_addr)
+            hello = self.app.hello()
+            if hello.get("version") != VERSION:
+                raise StackError(f"the {self.name} agent speaks protocol {hello.get('version')}, the suite {VERSION}")
+            self.link.resolve()
+        except (AppError, LinkError, OSError) as e:
+            self.close()
+            raise StackError(f"{self.name} did not come up: {e}{self._log_tail()}") from None
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _configure(self) -> None:
+        with IPRoute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            ipr.link("add", ifname="tap0", kind="tuntap", mode="tap")
+            with open("/proc/sys/net/ipv6/conf/tap0/disable_ipv6", "w") as f:
+                f.write("1")
+            ipr.link("set", index=ipr.link_lookup(ifname="tap0")[0], state="up")
+        self.link = PacketLink(self.trace, "tap0", PEER_MAC, {self.family: self.peer_addr}, self.sut_addr)
+
+    def _log_tail(self) -> str:
+        log = getattr(self, "log", None)
+        if log is None:
+            return ""
+        log.seek(0)
+        tail = log.read()[-400:].decode(errors="replace").strip()
+        return f" (agent said: {tail})" if tail else ""
+
+    def close(self) -> None:
+        proc = getattr(self, "proc", None)
+        if proc is not None and proc.poll() is None:
+            try:
+                self.app.call("bye")
+            except Exception:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=2)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        if proc is not None:
+            proc.stdin.close()
+            proc.stdout.close()
+        if self.link is not None:
+            self.link.close()
+        ns = getattr(self, "ns", None)
+        if ns is not None:
+            ns.remove()
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.close()
