@@ -109,13 +109,12 @@ def owned() -> list[str]:
 
 
 def pid_alive(pid: int) -> bool:
+    """True if `pid` runs (a zombie, killed but not yet waited for, is dead)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def suite_namespaces() -> list[str]:
@@ -125,15 +124,13 @@ def suite_namespaces() -> list[str]:
         return []
 
 
-def reap(owner_pid: int | None = None) -> list[str]:
-    """Remove namespaces left by dead processes (or by `owner_pid`, dead or
-    not, when given: the xdist controller reaps a crashed worker this way)."""
+def reap() -> list[str]:
+    """Remove the namespaces of processes that are gone (a run killed
+    outright, an xdist worker killed with SIGKILL)."""
     reaped = []
     for name in suite_namespaces():
         pid = int(NAME_RE.match(name).group(1))
-        if pid == os.getpid():
-            continue
-        if (owner_pid is not None and pid == owner_pid) or (owner_pid is None and not pid_alive(pid)):
+        if pid != os.getpid() and not pid_alive(pid):
             try:
                 _netns.remove(name)
                 reaped.append(name)

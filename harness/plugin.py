@@ -96,13 +96,25 @@ def pytest_configure(config):
 
 def require_privileges(config) -> None:
     """Called by conformance/conftest.py: the suite's stacks create network
-    namespaces and TUN/TAP devices, which needs root."""
+    namespaces and TUN/TAP devices, which needs root. A user who is not root
+    gets the run re-executed inside a user namespace where the kernel allows
+    it (harness.rootless), else one line saying what to run."""
     st = config.stash.get(STATE, None)
     if st is None or not getattr(st["cls"], "needs_root", False) or os.geteuid() == 0:
         return
+    if getattr(config, "workerinput", None) is None and st["stack"] == "linux":
+        from . import rootless
+        capture = config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:
+            capture.stop_global_capturing()
+        try:
+            rootless.reexec(list(config.invocation_params.args), str(config.invocation_params.dir))
+        except OSError:
+            pass
     raise pytest.UsageError(
         f"stack {st['stack']} creates network namespaces and TUN devices, which needs root: "
-        f"run as root, e.g. sudo .venv/bin/pytest conformance/")
+        f"run as root (sudo .venv/bin/pytest conformance/), or allow unprivileged user namespaces "
+        f"(sysctl kernel.unprivileged_userns_clone=1 user.max_user_namespaces=1000)")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -125,14 +137,15 @@ def pytest_sessionstart(session):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
-    """xdist controller: a worker ended (perhaps killed): remove its namespaces."""
-    pid = (getattr(node, "workerinfo", None) or {}).get("pid")
-    if pid:
-        netns.reap(owner_pid=pid)
+    """xdist controller: a worker ended, perhaps killed: remove what dead
+    processes left."""
+    netns.reap()
 
 
 def pytest_sessionfinish(session):
     netns.closer.drain()
+    if getattr(session.config, "workerinput", None) is None:
+        netns.reap()
 
 
 def _case_id(item) -> str | None:

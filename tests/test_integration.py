@@ -3,6 +3,7 @@ contract, bad input, no root, and cleanup after Ctrl-C."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,12 +58,35 @@ def test_bad_input_is_one_line_and_leaves_nothing(args, message):
     assert mine(pid) == []
 
 
-def test_without_root_one_line_says_what_to_do():
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        *PYTEST, "conformance/"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+def _as_nobody(*args, env=None):
+    """Run pytest as user nobody with the system Python (this checkout's venv
+    interpreter may live where nobody cannot reach) and the venv's packages."""
+    import site
+    system = "/usr/bin/python3"
+    if not os.access(system, os.X_OK):
+        pytest.skip("no /usr/bin/python3 to run as another user")
+    base = {"PATH": "/usr/bin:/bin", "USER": "nobody", "LOGNAME": "nobody", "HOME": "/nonexistent",
+            "PYTHONPATH": f"{site.getsitepackages()[0]}:{ROOT}"}
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", system, "-m", "pytest",
+                           "-p", "no:cacheprovider", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**base, **(env or {})})
+
+
+def test_without_root_the_suite_reexecutes_in_a_user_namespace():
+    r = _as_nobody("conformance/", "-k", "data_on or fin_retransmitted", "-n", "2", "-q")
+    if "allow unprivileged user namespaces" in r.stderr:
+        pytest.skip("this kernel refuses unprivileged user namespaces")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "4 passed" in r.stdout
+    assert netns.suite_namespaces() == [] or all(not n.startswith(f"{netns.PREFIX}-") or netns.pid_alive(
+        int(netns.NAME_RE.match(n).group(1))) for n in netns.suite_namespaces())
+
+
+def test_without_root_or_user_namespaces_one_line_says_what_to_do():
+    r = _as_nobody("conformance/", env={"TCPCONF_ROOTLESS": "1"})   # as if the kernel refused
     assert r.returncode != 0
     lines = [l for l in (r.stdout + r.stderr).splitlines() if l.strip()]
-    assert len(lines) == 1 and "needs root" in lines[0] and "sudo" in lines[0]
+    assert len(lines) == 1 and "needs root" in lines[0] and "sudo" in lines[0], lines
 
 
 def test_ctrl_c_in_the_middle_leaves_no_namespace():
@@ -78,6 +102,53 @@ def test_ctrl_c_in_the_middle_leaves_no_namespace():
     assert p.returncode != 0
     assert mine(p.pid) == [], out
     assert "Traceback" not in out.split("KeyboardInterrupt")[0]
+
+
+def _capture_host(stop, found):
+    """Every frame on every interface of the host's namespace that carries a
+    suite address."""
+    import select as sel
+    from scapy.layers.l2 import Ether
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    suite = (bytes([198, 18]), bytes([198, 19]), bytes.fromhex("20010002"))
+    while not stop.is_set():
+        if sel.select([s], [], [], 0.1)[0]:
+            frame = s.recv(65536)
+            if any(p in frame for p in suite):
+                found.append(Ether(frame).summary())
+    s.close()
+
+
+def test_nothing_the_suite_sends_appears_on_the_host_interfaces():
+    import threading
+    stop, found = threading.Event(), []
+    t = threading.Thread(target=_capture_host, args=(stop, found))
+    t.start()
+    try:
+        r, _ = run("conformance/", "-m", "not slow", "-n", "4", "-q")
+    finally:
+        stop.set()
+        t.join()
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert found == [], found[:5]
+
+
+def test_a_worker_killed_with_sigkill_leaves_no_namespace():
+    p = subprocess.Popen([*PYTEST, "conformance/", "-k", "retries-2", "-n", "2", "-q"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    victim = None
+    while victim is None:
+        assert time.monotonic() < deadline and p.poll() is None, "no worker ever created a namespace"
+        owners = {int(netns.NAME_RE.match(n).group(1)) for n in netns.suite_namespaces()}
+        children = [int(c) for c in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()]
+        victim = next((c for c in children if c in owners), None)
+        time.sleep(0.02)
+    os.kill(victim, signal.SIGKILL)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode != 0 and "crashed" in out, out
+    assert mine(victim) == [], out
+    assert mine(p.pid) == []
 
 
 def test_stale_namespaces_of_dead_runs_are_reaped():
