@@ -4,10 +4,11 @@ Rules of this file:
 - A Link moves raw IP packets; it knows nothing of TCP. Every packet it sends
   or receives is appended to the Trace with its timestamp, and nothing else.
 - Timestamps are taken right after the packet leaves the write call or
-  returns from the read call (time.monotonic). Reads happen only when a Peer
+  returns from the read call (time.monotonic). Reads happen when a Peer
   waits (expect / expect_none), so a case that waits is blocked in poll(2)
-  when the stack sends, and the stamp is within tens of microseconds of the
-  kernel's (`python -m harness.bench` measures it).
+  when the stack sends, and right after every write, for the replies the
+  stack produced synchronously; the stamp is within tens of microseconds
+  of the kernel's (`python -m harness.bench` measures it).
 - `filters` are applied to every received packet before it is traced: each
   takes (raw, t) and returns (raw, t) or None (dropped). The project's own
   negative controls use them to break exactly one behaviour of a stack.
@@ -53,7 +54,14 @@ class Link:
 
     def send(self, raw: bytes):
         self._write(raw)
-        return self.trace.add(raw, time.monotonic(), "peer")
+        t = time.monotonic()
+        # A reply the stack produced while processing the write is already
+        # readable: stamp it now, not after the sent packet has been parsed.
+        replies = self._read_ready()
+        entry = self.trace.add(raw, t, "peer")
+        for r, rt in replies:
+            self._deliver(r, rt)
+        return entry
 
     def _deliver(self, raw: bytes, t: float) -> None:
         for f in self.filters:

@@ -1,0 +1,191 @@
+"""Benchmarks of the harness: `python -m harness.bench` (as root).
+
+Rules of this file:
+- Benchmarks live here, never in timed tests. Each prints its figure beside
+  its target, measured in one run, side by side.
+- Round trip: SYN written to the TUN -> SYN-ACK read from it, from the
+  Link's own timestamps (what a case's timing is judged on).
+- Case overhead: setup + call + teardown of the quick cases that wait on no
+  timer, as pytest reports them.
+- Suite wall time / longest case: the full suite with xdist, `--suite`.
+- Timer error: intervals between the SUT's SYN-ACK retransmissions measured
+  from the Trace against the same intervals from kernel receive timestamps
+  (SO_TIMESTAMPNS on an AF_PACKET capture in the SUT's namespace).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SO_TIMESTAMPNS = 35
+PACKET_OUTGOING = 4
+
+
+def percentile(values: list[float], p: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def _stack(family="ipv4", **sysctls):
+    from .stacks import StackConfig
+    from .stacks.linux import LinuxStack
+    from .trace import Trace
+    return LinuxStack(StackConfig(family, Trace(), {k: str(v) for k, v in sysctls.items()})).start()
+
+
+def round_trip(n: int) -> list[float]:
+    """n handshakes' SYN -> SYN-ACK, seconds."""
+    from .peer import Peer
+    st = _stack()
+    try:
+        st.app.listen(8080, backlog=4096)
+        rng = random.Random(1)
+        out = []
+        for i in range(n):
+            p = Peer(st.link, "ipv4", st.peer_addr, st.sut_addr, 20000 + i % 40000, 8080, rng)
+            p.cursor = len(st.trace.entries)
+            syn = p.send("S")
+            synack = p.expect("SA")
+            out.append(synack.t - syn.t)
+            p.send("R", seq=p.iss + 1)
+        return out
+    finally:
+        st.close()
+
+
+def case_overhead(rounds: int) -> list[float]:
+    """Per-case durations (setup+call+teardown) of the cases that wait on no timer."""
+    import pytest
+
+    class Durations:
+        def __init__(self):
+            self.per_item: dict = {}
+
+        def pytest_runtest_logreport(self, report):
+            self.per_item[report.nodeid] = self.per_item.get(report.nodeid, 0.0) + report.duration
+
+    out = []
+    for _ in range(rounds):
+        d = Durations()
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            rc = pytest.main(["-q", "-p", "no:xdist", "-m", "not slow", "-k", "not retries",
+                              str(ROOT / "conformance")], plugins=[d])
+        if rc not in (0,):
+            raise SystemExit(f"bench: the quick cases did not pass (exit {rc})")
+        out += list(d.per_item.values())
+    return out
+
+
+def suite_ratio(workers: int) -> tuple[float, float]:
+    """(wall time, longest case) of the full suite with xdist."""
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "conformance"), "-q", "-n", str(workers),
+                            f"--junitxml={junit}"], cwd=ROOT, capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        if r.returncode != 0:
+            raise SystemExit(f"bench: the suite did not pass:\n{r.stdout[-2000:]}")
+        longest = max(float(tc.get("time", 0)) for tc in ET.parse(junit).getroot().iter("testcase"))
+    return wall, longest
+
+
+def timer_error(connections: int) -> list[float]:
+    """|interval from the Trace - interval from kernel timestamps| for each
+    SYN-ACK retransmission interval of `connections` half-open connections
+    Packets are paired by their bytes (retransmissions differ in TSval)."""
+    from .peer import Peer
+    retries = 2
+    st = _stack(**{"net.ipv4.tcp_synack_retries": retries})
+    try:
+        with st.ns.entered():
+            cap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0003))
+        cap.bind(("tun0", 0x0003))            # Python applies htons to this one
+        cap.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        cap.setblocking(False)
+        st.app.listen(8080, backlog=4096)
+        rng = random.Random(2)
+        peers = [Peer(st.link, "ipv4", st.peer_addr, st.sut_addr, 30000 + i, 8080, rng) for i in range(connections)]
+        for p in peers:                          # 50 ms apart: one timer at a time, as in a case
+            p.send("S")
+            end = time.monotonic() + 0.05
+            while time.monotonic() < end:
+                st.link.poll(end)
+        deadline = time.monotonic() + sum(2 ** k for k in range(retries + 1)) + 1.0
+        while time.monotonic() < deadline:
+            st.link.poll(deadline)
+        kernel: dict[bytes, list[float]] = {}
+        while True:
+            try:
+                data, anc, _, addr = cap.recvmsg(65536, 64)
+            except BlockingIOError:
+                break
+            if addr[2] != PACKET_OUTGOING:
+                continue
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", raw[:16])
+                    kernel.setdefault(data, []).append(sec + nsec / 1e9)
+        cap.close()
+        pairs: dict[int, list] = {}          # peer port -> [(trace stamp, kernel stamp)], by identical bytes
+        seen: dict[bytes, int] = {}
+        for e in st.trace.entries:
+            if e.sent_by == "sut" and e.raw in kernel:
+                n = seen.get(e.raw, 0)
+                seen[e.raw] = n + 1
+                if n < len(kernel[e.raw]):
+                    pairs.setdefault(e.dport, []).append((e.t, kernel[e.raw][n]))
+        errors = []
+        for got in pairs.values():
+            for (a, ka), (b, kb) in zip(got, got[1:]):
+                errors.append(abs((b - a) - (kb - ka)))
+        return errors
+    finally:
+        st.close()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--handshakes", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=5, help="runs of the quick cases for the overhead")
+    ap.add_argument("--connections", type=int, default=40, help="half-open connections for the timer error")
+    ap.add_argument("--suite", action="store_true", help="also run the full suite (slow cases: about 70 s)")
+    ap.add_argument("-n", "--workers", type=int, default=8, help="xdist workers for --suite")
+    a = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: needs root (network namespaces): sudo .venv/bin/python -m harness.bench", file=sys.stderr)
+        return 2
+    # The kernel switches receive timestamping on (a global static key) in a
+    # deferred work item; until it has, captured packets are stamped when
+    # read. Keep it on from the start so the capture below is stamped at once.
+    stamps_on = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stamps_on.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    rtt = round_trip(a.handshakes)
+    print(f"SYN -> SYN-ACK round trip       p50 {percentile(rtt, 50) * 1e6:7.1f} us  p99 {percentile(rtt, 99) * 1e6:7.1f} us"
+          f"   target <= 100 us   ({len(rtt)} handshakes)", flush=True)
+    err = timer_error(a.connections)
+    print(f"timer error vs kernel stamps    p50 {percentile(err, 50) * 1e3:7.3f} ms  p99 {percentile(err, 99) * 1e3:7.3f} ms"
+          f"   target <= 2 ms     ({len(err)} intervals)", flush=True)
+    cases = case_overhead(a.rounds)
+    print(f"case overhead, no timer         p50 {percentile(cases, 50) * 1e3:7.1f} ms  p99 {percentile(cases, 99) * 1e3:7.1f} ms"
+          f"   target <= 30 ms    ({len(cases)} cases)", flush=True)
+    if a.suite:
+        wall, longest = suite_ratio(a.workers)
+        print(f"suite wall time / longest case  {wall / longest:5.2f}  (wall {wall:.1f} s, longest {longest:.1f} s,"
+              f" -n {a.workers})   target <= 1.25", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
