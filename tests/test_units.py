@@ -42,13 +42,12 @@ class ScriptedLink(Link):
         self.sent += 1
         self.pending += self.replies.get(self.sent, [])
 
+    def _read_ready(self):
+        out, self.pending = [(raw, time.monotonic()) for raw in self.pending], []
+        return out
+
     def poll(self, deadline):
-        if self.pending:
-            for raw in self.pending:
-                self._deliver(raw, time.monotonic())
-            self.pending = []
-            return True
-        return False
+        return False                      # the script answers at once or never
 
 
 # --- segments -----------------------------------------------------------------------
