@@ -84,6 +84,8 @@ def pytest_configure(config):
                 raise pytest.UsageError(f"--sysctl {key}: no such sysctl (no {netns.sysctl_path(key)})")
         except netns.NamespaceError as e:
             raise pytest.UsageError(f"--sysctl: {e}") from None
+    if sysctls and name == "linux" and os.geteuid() == 0 and getattr(config, "workerinput", None) is None:
+        _try_sysctls(sysctls)
     seed = config.getoption("seed")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:
@@ -92,6 +94,20 @@ def pytest_configure(config):
         seed = random.SystemRandom().getrandbits(32)
     config.stash[STATE] = {"cls": cls, "options": options, "catalog": catalog, "profile": profile,
                            "sysctls": sysctls, "seed": seed, "stack": name}
+
+
+def _try_sysctls(sysctls: dict) -> None:
+    """Apply --sysctl values once in a scratch namespace, so that a value the
+    kernel refuses is one line now, not an error in every case."""
+    ns = netns.Namespace.create()
+    try:
+        for key, value in sysctls.items():
+            try:
+                ns.set_sysctl(key, value)
+            except netns.NamespaceError as e:
+                raise pytest.UsageError(f"--sysctl {key}={value}: the kernel refuses it ({e})") from None
+    finally:
+        ns.remove()
 
 
 def require_privileges(config) -> None:

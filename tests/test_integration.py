@@ -49,6 +49,7 @@ def test_quick_run_is_green_and_keeps_the_allure_contract(tmp_path):
     (["--stack-opt", "iface=eth0"], "unknown --stack-opt 'iface' for stack linux"),
     (["--sysctl", "net.ipv4.no_such=1"], "no such sysctl"),
     (["--sysctl", "net.ipv4.tcp_sack"], "expected KEY=VALUE"),
+    (["--sysctl", "net.ipv4.tcp_synack_retries=lots"], "the kernel refuses it"),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(args, message):
     r, pid = run("conformance/", *args)

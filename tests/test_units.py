@@ -239,3 +239,23 @@ def test_profile_must_name_its_stack_and_valid_behaviour(tmp_path):
         Profile.load("x", tmp_path)
     with pytest.raises(CatalogError, match="no profile for stack 'zz'"):
         Profile.load("zz", tmp_path)
+
+
+@pytest.mark.parametrize("where, body, message", [
+    ("catalog", '[[case]]\nid = "x"\n', "missing 'title'"),
+    ("profile", 'stack = "linux"\n[values.x]\nvalu = 1\n', "unknown key 'valu'"),
+])
+def test_malformed_catalog_or_profile_stops_the_run_with_one_line(pytester, monkeypatch, tmp_path, where, body,
+                                                                   message):
+    import shutil
+    import harness.catalog as catalog
+    cases = tmp_path / "cases"
+    shutil.copytree(catalog.CASES_DIR, cases)
+    target = cases / "broken.toml" if where == "catalog" else cases / "profiles" / "linux.toml"
+    target.write_text(body)
+    monkeypatch.setattr(catalog, "CASES_DIR", cases)
+    monkeypatch.setattr(catalog, "PROFILES_DIR", cases / "profiles")
+    result = pytester.runpytest_inprocess("-p", "harness.plugin")
+    assert result.ret == 4
+    errors = [l for l in result.errlines if l.strip()]
+    assert len(errors) == 1 and message in errors[0], errors
