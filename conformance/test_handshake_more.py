@@ -39,7 +39,7 @@ def test_simultaneous_open(stack, peer, app, completion):
         ts = [("NOP", None), ("NOP", None), ("Timestamp", (peer.tsval(), peer.ts_recent))] if peer.ts_on else []
         peer.send("SA", seq=peer.iss, ack=syn.seq + 1,
                   options=[(n, v) for n, v in peer.syn_options if n != "Timestamp"] + ts)
-        answer = peer.next_segment(within=0.2)
+        answer = peer.next_segment(within=1.0)
         if answer is not None:
             require(peer.mismatch(answer, frozenset("A"), syn.seq + 1, peer.iss + 1) == [], "RFC9293/3.10.7.4",
                     "the SUT may acknowledge our SYN-ACK, with <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> and nothing else",

@@ -199,7 +199,7 @@ def test_window_scale_above_14_is_used_as_14(stack, peer, app, observed, shift):
         require(seq_diff(top, edge) <= 0, "RFC7323/2.3",
                 f"a shift of {shift} is used as 14: the SUT sends no further than SND.UNA + (1 << 14) "
                 f"(flight {rnd + 1})", f"at most {window} octets beyond the ACK of {peer.rel_sut(una)}",
-                f"{seq_diff(top, una)} octets" + (f" (a shift of {shift} would allow {1 << shift})"))
+                f"{seq_diff(top, una)} octets (a shift of {shift} would allow {1 << shift})")
         peer.send("A")
         if rnd >= 1 and seq_diff(top, una) > window - smss:
             return
