@@ -1,32 +1,49 @@
 """Link faults for the negative controls.
 
 Each fault breaks exactly one behaviour of the stack under test as the
-tester sees it: a segment the stack sent is dropped, one of its fields is
-changed, or its receive timestamp is shifted. A conformance case run with
-the fault must fail, naming its requirement; a case that cannot fail is a
-defect (design principle 6).
+tester sees it: a segment the stack sent is dropped, one of its fields or
+options is changed, or its receive timestamp is shifted. A conformance case
+run with the fault must fail, naming its requirement; a case that cannot
+fail is a defect (design principle 6).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pytest
-from scapy.layers.inet import TCP
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 
 from harness.segment import Segment, flags_of
+
+
+def _rebuilt(pkt) -> bytes:
+    """The packet with its lengths and checksums computed again by Scapy."""
+    del pkt[TCP].chksum
+    del pkt[TCP].dataofs
+    if IP in pkt:
+        del pkt[IP].len
+        del pkt[IP].chksum
+    else:
+        del pkt[IPv6].plen
+    return bytes(pkt)
 
 
 @dataclass
 class Fault:
     """Acts on the `nth` segment from the SUT whose SYN/ACK/FIN/RST bits are
-    exactly `flags`: "drop" it, add `offset` to its "seq" or "ack" field, or
-    "delay" its timestamp by `offset` seconds."""
+    exactly `flags`: "drop" it, add `offset` to its "seq" or "ack" field,
+    "delay" its timestamp by `offset` seconds, "strip" its TCP option named
+    `option` (Scapy's name: "WScale", "Timestamp"...) or "set" that option
+    to `value` (added if the segment lacks it)."""
 
     flags: str
     nth: int
     action: str
     offset: float = 0
     seen: int = 0
+    option: str = ""
+    value: object = None
 
     def __call__(self, raw: bytes, t: float):
         seg = Segment.parse(raw, t, "sut")
@@ -40,15 +57,42 @@ class Fault:
         if self.action == "delay":
             return raw, t + self.offset
         pkt = seg.pkt.copy()
-        setattr(pkt[TCP], self.action, (getattr(pkt[TCP], self.action) + int(self.offset)) % (1 << 32))
-        del pkt[TCP].chksum
-        return bytes(pkt), t
+        tcp = pkt[TCP]
+        if self.action in ("strip", "set"):
+            others = [(n, v) for n, v in tcp.options if n != self.option]
+            tcp.options = others + ([(self.option, self.value)] if self.action == "set" else [])
+        else:
+            setattr(tcp, self.action, (getattr(tcp, self.action) + int(self.offset)) % (1 << 32))
+        return _rebuilt(pkt), t
+
+
+@dataclass
+class PredictableIsn:
+    """Rewrites the SEG.SEQ of every SYN-ACK the SUT sends to an ISN anyone
+    can predict: a counter (`start`, `start + step`, ...) or, with `tick`
+    (seconds), a bare clock, start + (receive time / tick). Only for cases
+    that close each connection right after its SYN-ACK."""
+
+    start: int = 1_000_000
+    step: int = 1
+    tick: float = 0.0
+    seen: int = 0
+
+    def __call__(self, raw: bytes, t: float):
+        seg = Segment.parse(raw, t, "sut")
+        if seg is None or (seg.flags & frozenset("SAFR")) != flags_of("SA"):
+            return raw, t
+        pkt = seg.pkt.copy()
+        isn = self.start + (round(t / self.tick) if self.tick else self.step * self.seen)
+        pkt[TCP].seq = isn % (1 << 32)
+        self.seen += 1
+        return _rebuilt(pkt), t
 
 
 class FaultPlugin:
     """Installs a Fault on the link of every stack a test starts."""
 
-    def __init__(self, fault: Fault):
+    def __init__(self, fault):
         self.fault = fault
 
     @pytest.fixture(autouse=True)
