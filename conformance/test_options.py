@@ -49,7 +49,7 @@ def _layout(seg) -> list:
 
 def _mss_bound(stack, profile) -> int:
     """MMS_R - 20: the largest MSS the SUT may advertise on its link (MUST-67)."""
-    return profile.value("link_mtu") - (20 if stack.family == "ipv4" else 40) - 20
+    return stack.mtu - (20 if stack.family == "ipv4" else 40) - 20
 
 
 def _enabled(profile) -> dict:

@@ -56,6 +56,7 @@ class Stack:
     needs_root = True                # creates namespaces / TUN devices
     families = ("ipv4", "ipv6")
     server_port: int | None = None   # a fixed listening port of the SUT, if any
+    mtu: int = 0                     # MTU of the SUT's link, read by start()
 
     def __init__(self, config: StackConfig):
         self.config = config

@@ -67,6 +67,7 @@ class LinuxStack(Stack):
                 ipr.addr("add", index=idx, address=fam["sut"], prefixlen=fam["prefix"],
                          flags=IFA_F_NODAD)
             ipr.link("set", index=idx, state="up")
+            self.mtu = ipr.get_links(idx)[0].get_attr("IFLA_MTU")
         for key, value in self.config.sysctls.items():
             self._write_proc(key, value)
         self.diag = DiagSocket()

@@ -118,6 +118,9 @@ class RemoteStack(Stack):
             raise StackError(f"no interface {opts['iface']!r}"
                              + (f" in namespace {opts['netns']}" if opts.get("netns") else "")) from None
         self._offloads_off(opts["iface"])
+        from pyroute2 import IPRoute
+        with IPRoute() as ipr:
+            self.mtu = ipr.get_links(ipr.link_lookup(ifname=opts["iface"])[0])[0].get_attr("IFLA_MTU")
         self.link = PacketLink(self.trace, opts["iface"], opts.get("mac", TESTER_MAC),
                                {self.family: self.peer_addr}, self.sut_addr)
 

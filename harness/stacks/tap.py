@@ -88,7 +88,9 @@ class TapStack(Stack):
             ipr.link("add", ifname="tap0", kind="tuntap", mode="tap")
             with open("/proc/sys/net/ipv6/conf/tap0/disable_ipv6", "w") as f:
                 f.write("1")
-            ipr.link("set", index=ipr.link_lookup(ifname="tap0")[0], state="up")
+            idx = ipr.link_lookup(ifname="tap0")[0]
+            ipr.link("set", index=idx, state="up")
+            self.mtu = ipr.get_links(idx)[0].get_attr("IFLA_MTU")
         self.link = PacketLink(self.trace, "tap0", PEER_MAC, {self.family: self.peer_addr}, self.sut_addr)
 
     def _log_tail(self) -> str:
