@@ -1,6 +1,7 @@
 """The suite as a user runs it: the quick run against Linux with its Allure
 contract, bad input, no root, and cleanup after Ctrl-C."""
 import json
+from pathlib import Path
 import os
 import signal
 import socket
@@ -10,8 +11,9 @@ import time
 
 import pytest
 
-from conftest import ROOT
 from harness import netns
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.root
 PYTEST = [sys.executable, "-m", "pytest", "-p", "no:randomly"]

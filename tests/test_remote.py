@@ -2,6 +2,7 @@
 inside: the verdicts are those of `--stack linux`; and the agent protocol's
 errors are clear."""
 import json
+from pathlib import Path
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -9,9 +10,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from pyroute2 import IPRoute
 
-from conftest import ROOT
 from harness.agent import AgentHost, App, StreamTransport
 from harness.netns import Namespace
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.root
 
