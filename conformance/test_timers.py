@@ -207,7 +207,8 @@ def test_keepalive_answered_by_reset(stack, peer, app, tolerance):
     idle, interval, count = 1, 1, 3
     conn, synack, last = _established(peer, app)
     _keepalive(app, conn, idle, interval, count)
-    probe = _probe(peer, 1, tolerance.latest(idle) + 0.1)
+    probe = peer.expect("A", seq=peer.rcv_nxt - 1, data=b"", within=tolerance.latest(idle) + 0.1,
+                        requirement="RFC9293/3.8.4", what="a keep-alive probe")
     peer.send("R", seq=probe.ack)                  # no connection here: <SEQ=SEG.ACK><CTL=RST>
     peer.expect_none(within=tolerance.latest(interval) + 0.1, requirement="RFC9293/3.10.7.4",
                      what="a RST with SEQ = RCV.NXT resets the connection: no more probes")
