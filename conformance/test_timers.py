@@ -143,6 +143,15 @@ def _keepalive(app, conn, idle: int, interval: int, count: int) -> None:
     app.setsockopt(conn, "SO_KEEPALIVE", 1)
 
 
+def _recv_error(app, conn) -> str | None:
+    """The errno name a receive on the connection fails with (None: it returned)."""
+    try:
+        app.recv(conn, timeout=0.5)
+    except AppError as e:
+        return e.error
+    return None
+
+
 def _probe(peer, n: int, within: float, requirement: str = "RFC9293/3.8.4"):
     return peer.expect("A", seq=peer.rcv_nxt - 1, ack=peer.snd_nxt, data=b"", within=within,
                        requirement=requirement,
@@ -169,11 +178,7 @@ def test_keepalive_unanswered_drops_connection(stack, peer, app, tolerance, obse
     observed["reset_time"] = round(rst.t - last.t, 3)
     require_interval(rst.t - previous.t, interval, tolerance, "RFC9293/MUST-27",
                      "the reset comes one TCP_KEEPINTVL after the last probe")
-    try:
-        app.recv(conn, timeout=0.5)
-        error = None
-    except AppError as e:
-        error = e.error
+    error = _recv_error(app, conn)
     require(error == "ETIMEDOUT", "RFC9293/3.8.4", "the application learns the connection timed out",
             "recv fails with ETIMEDOUT", error or "recv returned")
     if "state" in stack.capabilities:
@@ -212,11 +217,7 @@ def test_keepalive_answered_by_reset(stack, peer, app, tolerance):
     peer.send("R", seq=probe.ack)                  # no connection here: <SEQ=SEG.ACK><CTL=RST>
     peer.expect_none(within=tolerance.latest(interval) + 0.1, requirement="RFC9293/3.10.7.4",
                      what="a RST with SEQ = RCV.NXT resets the connection: no more probes")
-    try:
-        app.recv(conn, timeout=0.5)
-        error = None
-    except AppError as e:
-        error = e.error
+    error = _recv_error(app, conn)
     require(error == "ECONNRESET", "RFC9293/MUST-12", "the application is told the connection was reset",
             "recv fails with ECONNRESET", error or "recv returned")
 
