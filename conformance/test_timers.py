@@ -20,19 +20,28 @@ PERSIST_PROBES = {
 
 
 def _established(peer, app):
-    """A connection the SUT accepted; returns (connection id, the SYN-ACK,
-    our third ACK)."""
+    """A connection the SUT accepted; returns (connection id, our SYN, our
+    third ACK)."""
     listener = app.listen(peer.sut_port)
-    peer.send("S")
-    synack = peer.expect("SA", ack=peer.iss + 1, what="a listening SUT answers a SYN with a SYN-ACK")
+    syn = peer.send("S")
+    peer.expect("SA", ack=peer.iss + 1, what="a listening SUT answers a SYN with a SYN-ACK")
     third = peer.send("A")
-    return app.accept(listener), synack, third
+    return app.accept(listener), syn, third
 
 
-def _rto(profile, synack, third) -> float:
-    """The SUT's RTO after the handshake: rto_min plus the RTT it measured
-    (SYN-ACK out, third ACK in; see the profile's rto_min)."""
-    return profile.value("rto_min") / 1e6 + (third.t - synack.t)
+def _rtt(syn, third) -> float:
+    """The RTT the SUT measured in the handshake, from its SYN-ACK going out
+    to our third ACK coming in. A write on the TUN device runs the SUT's
+    input path before it returns, so the SYN-ACK leaves before our SYN's
+    timestamp is taken: the RTT is at most third.t - syn.t, and it is that
+    when we are slow to read the SYN-ACK (a loaded machine)."""
+    return third.t - syn.t
+
+
+def _rto(profile, syn, third) -> float:
+    """The SUT's RTO after the handshake: rto_min plus the RTT (see the
+    profile's rto_min)."""
+    return profile.value("rto_min") / 1e6 + _rtt(syn, third)
 
 
 # --- retransmission (S2) ------------------------------------------------------------------
@@ -47,8 +56,8 @@ def test_data_retransmission_backs_off(stack, peer, app, profile, tolerance, obs
         profile.set("rto_max", rto_max_ms)
     cap = profile.value("rto_max") / 1000
     tlp = profile.behaviour("retransmission.tail-loss-probe")
-    conn, synack, third = _established(peer, app)
-    rto = _rto(profile, synack, third)
+    conn, syn, third = _established(peer, app)
+    rto = _rto(profile, syn, third)
     data = b"retransmit me, nobody listens"
     app.send(conn, data)
     first = peer.expect("A", seq=peer.rcv_nxt, ack=peer.snd_nxt, data=data, what="the application's data")
@@ -80,8 +89,8 @@ def test_first_rto_after_a_tiny_rtt(stack, peer, app, profile, tolerance, observ
     b = profile.behaviour("rto.minimum")
     floor = profile.value(b["answer"]) / 1e6
     tlp = profile.behaviour("retransmission.tail-loss-probe")
-    conn, synack, third = _established(peer, app)
-    rtt = third.t - synack.t
+    conn, syn, third = _established(peer, app)
+    rtt = _rtt(syn, third)
     data = b"x"
     app.send(conn, data)
     first = peer.expect("A", seq=peer.rcv_nxt, data=data, what="the application's data")
@@ -106,11 +115,11 @@ def test_zero_window_probed_then_transfer_resumes(stack, peer, app, profile, tol
     b = profile.behaviour("persist.probe")
     cap = profile.value("rto_max") / 1000
     listener = app.listen(peer.sut_port)
-    peer.send("S")
-    synack = peer.expect("SA", ack=peer.iss + 1)
+    syn = peer.send("S")
+    peer.expect("SA", ack=peer.iss + 1)
     third = peer.send("A", window=0)            # ESTABLISHED with a zero send window
     conn = app.accept(listener)
-    rto = _rto(profile, synack, third)
+    rto = _rto(profile, syn, third)
     una = peer.rcv_nxt                          # the SUT's SND.UNA = SND.NXT: nothing may be sent
     data = bytes(range(256)) * 4
     queued = time.monotonic()
@@ -138,9 +147,12 @@ def test_zero_window_probed_then_transfer_resumes(stack, peer, app, profile, tol
 # --- keep-alive (S4) ----------------------------------------------------------------------
 
 def _keepalive(app, conn, idle: int, interval: int, count: int) -> None:
+    """Keep-alives on for one connection. SO_KEEPALIVE first: setting the idle
+    time afterwards counts it from the last segment received (Linux re-arms
+    the timer then), not from whenever the application gets to it."""
+    app.setsockopt(conn, "SO_KEEPALIVE", 1)
     for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
         app.setsockopt(conn, name, value)
-    app.setsockopt(conn, "SO_KEEPALIVE", 1)
 
 
 def _recv_error(app, conn) -> str | None:
@@ -163,7 +175,7 @@ def _probe(peer, n: int, within: float, requirement: str = "RFC9293/3.8.4"):
 def test_keepalive_unanswered_drops_connection(stack, peer, app, tolerance, observed):
     """Keep-alive probes nobody answers: after the idle time, every interval, then the reset."""
     idle, interval, count = 1, 1, 3
-    conn, synack, last = _established(peer, app)
+    conn, syn, last = _established(peer, app)
     _keepalive(app, conn, idle, interval, count)
     previous, wait, after = last, idle, "TCP_KEEPIDLE after the last segment received"
     observed["probe_times"] = []                 # seconds after the last segment the SUT received
@@ -191,7 +203,7 @@ def test_keepalive_unanswered_drops_connection(stack, peer, app, tolerance, obse
 def test_keepalive_survives_a_missed_probe(stack, peer, app, tolerance):
     """The first probe goes unanswered, the second is answered: the connection lives on."""
     idle, interval, count = 1, 1, 2
-    conn, synack, last = _established(peer, app)
+    conn, syn, last = _established(peer, app)
     _keepalive(app, conn, idle, interval, count)
     _probe(peer, 1, tolerance.latest(idle) + 0.1)                  # lost
     _probe(peer, 2, tolerance.latest(interval) + 0.1)
@@ -210,7 +222,7 @@ def test_keepalive_survives_a_missed_probe(stack, peer, app, tolerance):
 def test_keepalive_answered_by_reset(stack, peer, app, tolerance):
     """A rebooted peer answers the first probe with a RST: the connection is reset."""
     idle, interval, count = 1, 1, 3
-    conn, synack, last = _established(peer, app)
+    conn, syn, last = _established(peer, app)
     _keepalive(app, conn, idle, interval, count)
     probe = peer.expect("A", seq=peer.rcv_nxt - 1, data=b"", within=tolerance.latest(idle) + 0.1,
                         requirement="RFC9293/3.8.4", what="a keep-alive probe")
@@ -226,7 +238,7 @@ def test_keepalive_answered_by_reset(stack, peer, app, tolerance):
 @pytest.mark.requires("app")
 def test_keepalive_default_idle(stack, peer, app, profile, observed):
     """Keep-alives are off on a new connection, and would wait two hours or more."""
-    conn, synack, last = _established(peer, app)
+    conn, syn, last = _established(peer, app)
     require(app.getsockopt(conn, "SO_KEEPALIVE") == 0, "RFC9293/MUST-25", "keep-alives default to off",
             "SO_KEEPALIVE 0", f"SO_KEEPALIVE {app.getsockopt(conn, 'SO_KEEPALIVE')}")
     idle = profile.value("keepalive_time")
@@ -250,7 +262,7 @@ def test_time_wait_duration(stack, peer, app, profile, tolerance, observed):
     b = profile.behaviour("time-wait.duration")
     expected = profile.value(b["answer"])
     peer.syn_options = [o for o in peer.syn_options if o[0] != "Timestamp"]   # the sequence rule only
-    conn, synack, third = _established(peer, app)
+    conn, syn, third = _established(peer, app)
     app.close(conn)
     fin = peer.expect("FA", seq=peer.rcv_nxt, ack=peer.snd_nxt, what="CLOSE sends a FIN (FIN-WAIT-1)")
     peer.send("A")
