@@ -73,6 +73,11 @@ class Peer:
     def tsval(self) -> int:
         return (self._ts_base + int((time.monotonic() - self._t0) * 1000)) % MOD
 
+    def advance_ts_clock(self, ms: int) -> None:
+        """Move the peer's timestamp clock `ms` milliseconds ahead (a host
+        that kept running, a newer incarnation): every later TSval is newer."""
+        self._ts_base = (self._ts_base + ms) % MOD
+
     def rel_sut(self, n: int) -> int:
         """A sequence number of the SUT's, relative to IRS."""
         return (n - self.irs) % MOD if self.irs is not None else n
@@ -268,6 +273,27 @@ class Peer:
         self.expect("A", seq=self.rcv_nxt, ack=self.snd_nxt, requirement=requirement,
                     what="the SUT completes the handshake with an ACK")
         return syn
+
+    def probe_while(self, send, flags: str, seq: int | None = None, ack: int | None = None,
+                    every: float = 1.0, until: float | None = None) -> Segment:
+        """Watch a state that a timer ends, from the wire: call `send()` (it
+        sends one probe segment and returns it) every `every` seconds for as
+        long as the SUT answers each probe within `every` with the segment
+        given (flags, seq, ack) and sends nothing else. Returns the probe that
+        was answered otherwise, or not at all, or that was answered as before
+        at or after the monotonic time `until`; that answer is left unread,
+        so the case's next `expect` judges it."""
+        __tracebackhide__ = True
+        want = flags_of(flags)
+        while True:
+            probe = send()
+            mark = self.cursor
+            seg = self._next(probe.t + every)
+            if seg is None or self.mismatch(seg, want, seq, ack) or (until is not None and seg.t >= until):
+                self.cursor = mark
+                return probe
+            self._learn(seg)
+            self.expect_none(until=probe.t + every, what="nothing but the answer to each probe")
 
     # --- rendering ----------------------------------------------------------------------------
     def describe(self, seg: Segment) -> str:

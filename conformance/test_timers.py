@@ -1,0 +1,286 @@
+"""The timers of a connection: retransmission, persist, keep-alive, TIME-WAIT.
+
+Every timer is judged from the wire: the receive timestamps of the SUT's
+segments (`seg.t`), against the stack's documented numbers (the profile) with
+the run's timing tolerance. The SUT is the server of the connection; the peer
+stays silent where the timer has to act.
+"""
+import time
+
+import pytest
+
+from harness.agent import AppError
+from harness.verdict import require, require_interval
+
+TWO_HOURS = 2 * 3600            # RFC 9293 MUST-28: the least default keep-alive idle time
+# What each documented form of a zero-window probe looks like, given SND.UNA.
+PERSIST_PROBES = {
+    "zero-length": lambda peer, una: dict(flags="A", seq=una - 1, ack=peer.snd_nxt, data=b""),
+}
+
+
+def _established(peer, app):
+    """A connection the SUT accepted; returns (connection id, our SYN, our
+    third ACK)."""
+    listener = app.listen(peer.sut_port)
+    syn = peer.send("S")
+    peer.expect("SA", ack=peer.iss + 1, what="a listening SUT answers a SYN with a SYN-ACK")
+    third = peer.send("A")
+    return app.accept(listener), syn, third
+
+
+def _rtt(syn, third) -> float:
+    """The RTT the SUT measured in the handshake, from its SYN-ACK going out
+    to our third ACK coming in. A write on the TUN device runs the SUT's
+    input path before it returns, so the SYN-ACK leaves before our SYN's
+    timestamp is taken: the RTT is at most third.t - syn.t, and it is that
+    when we are slow to read the SYN-ACK (a loaded machine)."""
+    return third.t - syn.t
+
+
+def _rto(profile, syn, third) -> float:
+    """The SUT's RTO after the handshake: rto_min plus the RTT (see the
+    profile's rto_min)."""
+    return profile.value("rto_min") / 1e6 + _rtt(syn, third)
+
+
+# --- retransmission (S2) ------------------------------------------------------------------
+
+@pytest.mark.case("timers.retransmission-backoff")
+@pytest.mark.requires("app")
+@pytest.mark.parametrize("rto_max_ms, count", [pytest.param(1000, 6, id="rto-max-1s"),
+                                               pytest.param(None, 9, id="default", marks=pytest.mark.slow)])
+def test_data_retransmission_backs_off(stack, peer, app, profile, tolerance, observed, rto_max_ms, count):
+    """Data that is never acknowledged is retransmitted, the RTO doubling up to rto_max."""
+    if rto_max_ms is not None:
+        profile.set("rto_max", rto_max_ms)
+    cap = profile.value("rto_max") / 1000
+    tlp = profile.behaviour("retransmission.tail-loss-probe")
+    conn, syn, third = _established(peer, app)
+    rto = _rto(profile, syn, third)
+    data = b"retransmit me, nobody listens"
+    app.send(conn, data)
+    first = peer.expect("A", seq=peer.rcv_nxt, ack=peer.snd_nxt, data=data, what="the application's data")
+    # (interval before the retransmission, requirement, what it is)
+    schedule = [(rto, tlp["rule"], "tail loss probe, one PTO (= RTO for a lone segment) after it")] \
+        if tlp["answer"] == "tlp" else []
+    for k in range(count):
+        interval = min(rto * 2 ** k, cap)
+        schedule.append((interval, "RFC6298/2.5" if interval == cap else "RFC6298/5.5",
+                         f"RTO {k + 1}: {rto:.3f} s doubled {k} times, at most rto_max {cap:g} s"))
+    previous = first
+    observed["retransmission_times"] = []         # seconds after the original segment
+    observed["retransmission_intervals"] = []
+    for n, (interval, requirement, what) in enumerate(schedule[:count], 1):
+        seg = peer.expect("A", seq=first.seq, ack=peer.snd_nxt, data=data, within=tolerance.latest(interval) + 0.1,
+                          requirement=requirement, what=f"retransmission {n}: {what}")
+        observed["retransmission_times"].append(round(seg.t - first.t, 3))
+        observed["retransmission_intervals"].append(round(seg.t - previous.t, 3))
+        require_interval(seg.t - previous.t, interval, tolerance, requirement,
+                         f"interval before retransmission {n}: {what}")
+        previous = seg
+    observed["rto_after_handshake"] = round(rto, 3)
+
+
+@pytest.mark.case("timers.rto-minimum")
+@pytest.mark.requires("app")
+def test_first_rto_after_a_tiny_rtt(stack, peer, app, profile, tolerance, observed):
+    """The first RTO after a handshake whose RTT is a fraction of a millisecond."""
+    b = profile.behaviour("rto.minimum")
+    floor = profile.value(b["answer"]) / 1e6
+    tlp = profile.behaviour("retransmission.tail-loss-probe")
+    conn, syn, third = _established(peer, app)
+    rtt = _rtt(syn, third)
+    data = b"x"
+    app.send(conn, data)
+    first = peer.expect("A", seq=peer.rcv_nxt, data=data, what="the application's data")
+    if tlp["answer"] == "tlp":      # the probe, then the RTO timer restarts from it
+        first = peer.expect("A", seq=first.seq, data=data, within=1.5, requirement=tlp["rule"],
+                            what="the tail loss probe of a lone segment")
+    seg = peer.expect("A", seq=first.seq, data=data, within=1.5, requirement=b["rule"],
+                      what="the first retransmission by the RTO timer")
+    observed["first_rto"] = round(seg.t - first.t, 3)
+    observed["handshake_rtt"] = round(rtt, 6)
+    require_interval(seg.t - first.t, floor + rtt, tolerance, b["rule"],
+                     f"documented RTO = {b['answer']} ({floor:g} s) + RTT; RFC 6298 §2.4 rounds it up to 1 s")
+    profile.conclude(b)
+
+
+# --- persist (S3) -------------------------------------------------------------------------
+
+@pytest.mark.case("timers.persist")
+@pytest.mark.requires("app")
+def test_zero_window_probed_then_transfer_resumes(stack, peer, app, profile, tolerance, observed):
+    """The peer's window is zero: probes back off, and the data flows once the window opens."""
+    b = profile.behaviour("persist.probe")
+    cap = profile.value("rto_max") / 1000
+    listener = app.listen(peer.sut_port)
+    syn = peer.send("S")
+    peer.expect("SA", ack=peer.iss + 1)
+    third = peer.send("A", window=0)            # ESTABLISHED with a zero send window
+    conn = app.accept(listener)
+    rto = _rto(profile, syn, third)
+    una = peer.rcv_nxt                          # the SUT's SND.UNA = SND.NXT: nothing may be sent
+    data = bytes(range(256)) * 4
+    queued = time.monotonic()
+    app.send(conn, data)
+    previous, interval = queued, rto
+    observed["probe_times"] = []                # seconds after the data was queued
+    for n in range(1, 5):
+        requirement = "RFC9293/SHLD-29" if n == 1 else "RFC9293/SHLD-30"
+        probe = peer.expect(**PERSIST_PROBES[b["answer"]](peer, una), within=tolerance.latest(interval) + 0.1,
+                            requirement="RFC9293/MUST-36", what=f"zero-window probe {n}, {b['answer']} ({b['rule']})")
+        observed["probe_times"].append(round(probe.t - queued, 3))
+        require_interval(probe.t - previous, interval, tolerance, requirement,
+                         "the first probe one RTO after the data is queued" if n == 1
+                         else f"probe {n}: the interval doubles ({interval:.3f} s)")
+        peer.send("A", window=0)                # a receiver answers a probe with its window (§3.8.6.1)
+        previous, interval = probe.t, min(2 * interval, cap)
+    peer.send("A", window=65535)                # the window opens
+    peer.expect("A", seq=una, ack=peer.snd_nxt, data=data, within=0.5, requirement="RFC9293/MUST-36",
+                what="the window opened: the queued data is sent at SND.UNA")
+    peer.send("A")
+    peer.expect_none(within=0.1, what="all data acknowledged")
+    profile.conclude(b)
+
+
+# --- keep-alive (S4) ----------------------------------------------------------------------
+
+def _keepalive(app, conn, idle: int, interval: int, count: int) -> None:
+    """Keep-alives on for one connection. SO_KEEPALIVE first: setting the idle
+    time afterwards counts it from the last segment received (Linux re-arms
+    the timer then), not from whenever the application gets to it."""
+    app.setsockopt(conn, "SO_KEEPALIVE", 1)
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
+        app.setsockopt(conn, name, value)
+
+
+def _recv_error(app, conn) -> str | None:
+    """The errno name a receive on the connection fails with (None: it returned)."""
+    try:
+        app.recv(conn, timeout=0.5)
+    except AppError as e:
+        return e.error
+    return None
+
+
+def _probe(peer, n: int, within: float, requirement: str = "RFC9293/3.8.4"):
+    return peer.expect("A", seq=peer.rcv_nxt - 1, ack=peer.snd_nxt, data=b"", within=within,
+                       requirement=requirement,
+                       what=f"keep-alive probe {n}: <SEQ=SND.NXT-1><ACK=RCV.NXT><CTL=ACK>, no data (SHLD-12)")
+
+
+@pytest.mark.case("timers.keepalive.unanswered")
+@pytest.mark.requires("app")
+def test_keepalive_unanswered_drops_connection(stack, peer, app, tolerance, observed):
+    """Keep-alive probes nobody answers: after the idle time, every interval, then the reset."""
+    idle, interval, count = 1, 1, 3
+    conn, syn, last = _established(peer, app)
+    _keepalive(app, conn, idle, interval, count)
+    previous, wait, after = last, idle, "TCP_KEEPIDLE after the last segment received"
+    observed["probe_times"] = []                 # seconds after the last segment the SUT received
+    for n in range(1, count + 1):
+        probe = _probe(peer, n, tolerance.latest(wait) + 0.1)
+        observed["probe_times"].append(round(probe.t - last.t, 3))
+        require_interval(probe.t - previous.t, wait, tolerance, "RFC9293/MUST-27", f"probe {n}: {after}")
+        previous, wait, after = probe, interval, "TCP_KEEPINTVL after the previous probe"
+    rst = peer.expect("RA", seq=peer.rcv_nxt, ack=peer.snd_nxt, within=tolerance.latest(interval) + 0.1,
+                      requirement="RFC9293/3.8.4",
+                      what=f"after TCP_KEEPCNT = {count} unanswered probes the connection is reset")
+    observed["reset_time"] = round(rst.t - last.t, 3)
+    require_interval(rst.t - previous.t, interval, tolerance, "RFC9293/MUST-27",
+                     "the reset comes one TCP_KEEPINTVL after the last probe")
+    error = _recv_error(app, conn)
+    require(error == "ETIMEDOUT", "RFC9293/3.8.4", "the application learns the connection timed out",
+            "recv fails with ETIMEDOUT", error or "recv returned")
+    if "state" in stack.capabilities:
+        require(stack.state_of(peer.sut_port, peer.port) is None, "RFC9293/3.8.4", "the connection is gone",
+                "CLOSED", stack.state_of(peer.sut_port, peer.port))
+
+
+@pytest.mark.case("timers.keepalive.answered")
+@pytest.mark.requires("app")
+def test_keepalive_survives_a_missed_probe(stack, peer, app, tolerance):
+    """The first probe goes unanswered, the second is answered: the connection lives on."""
+    idle, interval, count = 1, 1, 2
+    conn, syn, last = _established(peer, app)
+    _keepalive(app, conn, idle, interval, count)
+    _probe(peer, 1, tolerance.latest(idle) + 0.1)                  # lost
+    _probe(peer, 2, tolerance.latest(interval) + 0.1)
+    answer = peer.send("A")                                          # the peer is alive after all
+    probe = _probe(peer, 3, tolerance.latest(idle) + 0.1, requirement="RFC9293/MUST-29")
+    require_interval(probe.t - answer.t, idle, tolerance, "RFC9293/MUST-27",
+                     "after an answer the connection is idle again: the next probe TCP_KEEPIDLE later")
+    if "state" in stack.capabilities:
+        require(stack.state_of(peer.sut_port, peer.port) == "ESTABLISHED", "RFC9293/MUST-29",
+                "one missed probe does not make the connection dead", "ESTABLISHED",
+                stack.state_of(peer.sut_port, peer.port))
+
+
+@pytest.mark.case("timers.keepalive.peer-rebooted")
+@pytest.mark.requires("app")
+def test_keepalive_answered_by_reset(stack, peer, app, tolerance):
+    """A rebooted peer answers the first probe with a RST: the connection is reset."""
+    idle, interval, count = 1, 1, 3
+    conn, syn, last = _established(peer, app)
+    _keepalive(app, conn, idle, interval, count)
+    probe = peer.expect("A", seq=peer.rcv_nxt - 1, data=b"", within=tolerance.latest(idle) + 0.1,
+                        requirement="RFC9293/3.8.4", what="a keep-alive probe")
+    peer.send("R", seq=probe.ack)                  # no connection here: <SEQ=SEG.ACK><CTL=RST>
+    peer.expect_none(within=tolerance.latest(interval) + 0.1, requirement="RFC9293/3.10.7.4",
+                     what="a RST with SEQ = RCV.NXT resets the connection: no more probes")
+    error = _recv_error(app, conn)
+    require(error == "ECONNRESET", "RFC9293/MUST-12", "the application is told the connection was reset",
+            "recv fails with ECONNRESET", error or "recv returned")
+
+
+@pytest.mark.case("timers.keepalive.default-idle")
+@pytest.mark.requires("app")
+def test_keepalive_default_idle(stack, peer, app, profile, observed):
+    """Keep-alives are off on a new connection, and would wait two hours or more."""
+    conn, syn, last = _established(peer, app)
+    require(app.getsockopt(conn, "SO_KEEPALIVE") == 0, "RFC9293/MUST-25", "keep-alives default to off",
+            "SO_KEEPALIVE 0", f"SO_KEEPALIVE {app.getsockopt(conn, 'SO_KEEPALIVE')}")
+    idle = profile.value("keepalive_time")
+    observed["keepalive_time"] = idle
+    observed["keepalive_intvl"] = profile.value("keepalive_intvl")
+    observed["keepalive_probes"] = profile.value("keepalive_probes")
+    require(idle >= TWO_HOURS, "RFC9293/MUST-28", "the default keep-alive idle time is at least two hours",
+            f">= {TWO_HOURS} s", f"{idle} s ({profile.doc('keepalive_time')})")
+    socket_idle = app.getsockopt(conn, "TCP_KEEPIDLE")
+    require(socket_idle == idle, "RFC9293/MUST-28", "a new connection uses the default idle time",
+            f"TCP_KEEPIDLE {idle}", f"TCP_KEEPIDLE {socket_idle}")
+
+
+# --- TIME-WAIT (S5) -----------------------------------------------------------------------
+
+@pytest.mark.case("timers.time-wait-duration")
+@pytest.mark.requires("app")
+@pytest.mark.slow
+def test_time_wait_duration(stack, peer, app, profile, tolerance, observed):
+    """The SUT closes first; old duplicate SYNs find TIME-WAIT until its timer ends."""
+    b = profile.behaviour("time-wait.duration")
+    expected = profile.value(b["answer"])
+    peer.syn_options = [o for o in peer.syn_options if o[0] != "Timestamp"]   # the sequence rule only
+    conn, syn, third = _established(peer, app)
+    app.close(conn)
+    fin = peer.expect("FA", seq=peer.rcv_nxt, ack=peer.snd_nxt, what="CLOSE sends a FIN (FIN-WAIT-1)")
+    peer.send("A")
+    peer.send("FA")
+    entered = peer.expect("A", seq=fin.seq + 1, ack=peer.snd_nxt, requirement="RFC9293/3.10.7.4",
+                          what="our FIN is acknowledged: TIME-WAIT")
+    if "state" in stack.capabilities:
+        require(stack.state_of(peer.sut_port, peer.port) == "TIME-WAIT", "RFC9293/3.10.7.4",
+                "the SUT is in TIME-WAIT", "TIME-WAIT", stack.state_of(peer.sut_port, peer.port))
+    old = peer.iss                                   # an old duplicate of our first SYN
+    every = tolerance.allowed(expected) / 4
+    peer.probe_while(lambda: peer.send("S", seq=old, options=[("MSS", 1460)]), "A",
+                             seq=fin.seq + 1, ack=peer.snd_nxt, every=every,
+                             until=entered.t + expected + 2 * tolerance.allowed(expected))
+    answer = peer.expect("SA", ack=old + 1, within=every, requirement="RFC9293/MUST-13",
+                         what="TIME-WAIT has ended: the old SYN reaches the listener (SYN-ACK); "
+                              "until then it is answered with an ACK of the old connection")
+    observed["time_wait"] = round(answer.t - entered.t, 3)
+    require_interval(answer.t - entered.t, expected, tolerance, b["rule"],
+                     f"TIME-WAIT lasts the documented {expected:g} s ({profile.doc(b['answer'])[:40]}...)")
+    profile.conclude(b)

@@ -1,0 +1,116 @@
+"""Negative controls of the lifecycle cases (timers, close, TIME-WAIT,
+FIN-WAIT-2, resets): each case, run with exactly the behaviour it checks
+broken, must fail, name its requirement and show expected against seen.
+Most breakages are link faults (tests/faults.py); a stack number the case
+reads from the profile is broken with --sysctl instead."""
+import pytest
+
+from faults import Fault, FaultPlugin
+
+pytestmark = pytest.mark.root
+
+SLOW = {"test_timers.py::test_time_wait_duration"}
+CONTROLS = [
+    # (case test, fault or None, extra pytest arguments, requirement the failure must name)
+    # timers: retransmission (SUT data and its retransmissions all have flags exactly A)
+    ("test_timers.py::test_data_retransmission_backs_off[ipv4-rto-max-1s]",
+     Fault("A", nth=2, action="delay", offset=0.1), (), "RFC8985/7"),
+    ("test_timers.py::test_data_retransmission_backs_off[ipv4-rto-max-1s]",
+     Fault("A", nth=4, action="delay", offset=0.15), (), "RFC6298/5.5"),
+    ("test_timers.py::test_data_retransmission_backs_off[ipv4-rto-max-1s]",
+     Fault("A", nth=6, action="delay", offset=0.4), (), "RFC6298/2.5"),
+    ("test_timers.py::test_first_rto_after_a_tiny_rtt",
+     Fault("A", nth=3, action="delay", offset=0.3), (), "RFC6298/2.4"),
+    # persist: probes 1-4, then the data
+    ("test_timers.py::test_zero_window_probed_then_transfer_resumes",
+     Fault("A", nth=1, action="delay", offset=0.1), (), "RFC9293/SHLD-29"),
+    ("test_timers.py::test_zero_window_probed_then_transfer_resumes",
+     Fault("A", nth=3, action="delay", offset=0.3), (), "RFC9293/SHLD-30"),
+    ("test_timers.py::test_zero_window_probed_then_transfer_resumes",
+     Fault("A", nth=2, action="seq", offset=1), (), "RFC9293/MUST-36"),
+    ("test_timers.py::test_zero_window_probed_then_transfer_resumes",
+     Fault("A", nth=5, action="seq", offset=1), (), "RFC9293/MUST-36"),
+    # keep-alive
+    ("test_timers.py::test_keepalive_unanswered_drops_connection",
+     Fault("A", nth=1, action="seq", offset=1), (), "RFC9293/3.8.4"),
+    ("test_timers.py::test_keepalive_unanswered_drops_connection",
+     Fault("A", nth=2, action="delay", offset=0.3), (), "RFC9293/MUST-27"),
+    ("test_timers.py::test_keepalive_unanswered_drops_connection",
+     Fault("RA", nth=1, action="drop"), (), "RFC9293/3.8.4"),
+    ("test_timers.py::test_keepalive_survives_a_missed_probe",
+     Fault("A", nth=3, action="drop"), (), "RFC9293/MUST-29"),
+    ("test_timers.py::test_keepalive_answered_by_reset",      # our RST misses RCV.NXT: no reset
+     Fault("A", nth=1, action="ack", offset=1), (), "RFC9293/3.10.7.4"),
+    ("test_timers.py::test_keepalive_default_idle",
+     None, ("--sysctl", "net.ipv4.tcp_keepalive_time=7199"), "RFC9293/MUST-28"),
+    # TIME-WAIT duration: the answer to the second old SYN is lost, as if TIME-WAIT had ended
+    ("test_timers.py::test_time_wait_duration",
+     Fault("A", nth=3, action="drop"), (), "RFC9293/MUST-13"),
+    # close
+    ("test_close.py::test_close_after_data_sut_as_server",
+     Fault("FA", nth=1, action="ack", offset=-1), (), "RFC9293/3.10.7.4"),
+    ("test_close.py::test_close_after_data_sut_as_client",
+     Fault("A", nth=4, action="ack", offset=-1), (), "RFC9293/3.10.7.4"),
+    ("test_close.py::test_passive_side_keeps_sending_after_fin",
+     Fault("A", nth=2, action="seq", offset=1), (), "RFC9293/3.6.1"),
+    ("test_close.py::test_simultaneous_close_through_closing",
+     Fault("A", nth=1, action="seq", offset=-1), (), "RFC9293/3.10.7.4"),
+    # a SYN for a TIME-WAIT 4-tuple; old duplicates
+    ("test_close.py::test_syn_above_rcv_nxt_reopens_time_wait",
+     Fault("SA", nth=2, action="seq", offset=1), (), "RFC9293/MAY-2"),
+    ("test_close.py::test_old_syn_does_not_reopen_time_wait[ipv4-seq-below]",
+     Fault("A", nth=2, action="ack", offset=1), (), "RFC9293/3.10.7.4"),
+    ("test_close.py::test_syn_with_newer_timestamp_reopens_time_wait",
+     Fault("SA", nth=2, action="drop"), (), "RFC9293/MAY-2"),
+    ("test_close.py::test_syn_with_older_timestamp_does_not_reopen",
+     Fault("A", nth=2, action="drop"), (), "RFC9293/SHLD-4"),
+    ("test_close.py::test_reopening_syn_that_was_an_old_duplicate",
+     Fault("R", nth=1, action="drop"), (), "RFC9293/MAY-2"),
+    ("test_close.py::test_old_duplicates_do_not_disturb_time_wait",
+     Fault("A", nth=4, action="seq", offset=1), (), "RFC9293/3.10.7.4"),
+    # FIN-WAIT-2 timeout: the RST late, or a probe unanswered as if the state had ended
+    ("test_close.py::test_orphaned_fin_wait_2_times_out[ipv4-sysctl-1s]",
+     Fault("R", nth=1, action="delay", offset=0.5), (), "RFC9293/3.10.8"),
+    ("test_close.py::test_orphaned_fin_wait_2_times_out[ipv4-linger2-1s]",
+     Fault("A", nth=3, action="drop"), (), "RFC9293/3.10.7.1"),
+    # resets
+    ("test_reset.py::test_syn_to_closed_port",
+     Fault("RA", nth=1, action="ack", offset=1), (), "RFC9293/3.10.7.1"),
+    ("test_reset.py::test_data_to_dropped_half_open_connection",
+     Fault("R", nth=1, action="seq", offset=1), (), "RFC9293/3.10.7.2"),
+]
+
+
+def _node(test: str) -> str:
+    return "conformance/" + test + ("" if test.endswith("]") else "[ipv4]")
+
+
+def _slow(test: str):
+    return [pytest.mark.slow] if test.split("[")[0] in SLOW else []
+
+
+def _id(test, fault, args) -> str:
+    name = test.split("::")[1].split("[")[0]
+    return f"{name}-{fault.action}-{fault.flags}{fault.nth}" if fault else f"{name}-{'-'.join(args[1:])}"
+
+
+@pytest.mark.parametrize("test, fault, args, requirement",
+                         [pytest.param(*c, id=_id(*c[:3]), marks=_slow(c[0])) for c in CONTROLS])
+def test_case_fails_when_its_behaviour_is_broken(run_case, test, fault, args, requirement):
+    result = run_case(_node(test), *args, plugins=[FaultPlugin(fault)] if fault else [])
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert requirement in out, f"the failure does not name {requirement}"
+    assert "expected:" in out and "seen:" in out, "the failure does not show expected against seen"
+    assert "tcpdump trace" in out and "tcpdump -S" in out, "the failure does not show the trace both ways"
+    if fault and fault.action == "delay":
+        assert "timing:" in out
+
+
+@pytest.mark.parametrize("test", [pytest.param(t, marks=_slow(t)) for t in sorted({c[0] for c in CONTROLS})])
+def test_case_passes_without_fault(run_case, test):
+    """The control of the control: the same case on the same link, unbroken."""
+    result = run_case(_node(test))
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
+    assert outcomes.get("passed", 0) + outcomes.get("xfailed", 0) == 1
