@@ -66,6 +66,7 @@ class Peer:
         self._ts_base = rng.getrandbits(31)
         self._t0 = time.monotonic()
         self._offered: set = set()
+        self._sut_syn: Segment | None = None     # the SUT's SYN of an active open, until we answer it
         self.cursor = 0
 
     # --- variables -----------------------------------------------------------------
@@ -90,7 +91,7 @@ class Peer:
         if ack is None:
             ack = self.rcv_nxt if ("A" in fl and self.rcv_nxt is not None) else 0
         if options is None:
-            options = self._syn_options() if "S" in fl else []
+            options = self._syn_options(echo="A" in fl) if "S" in fl else []
         options = list(options)
         if self.ts_on and "R" not in fl and not any(n == "Timestamp" for n, _ in options):
             options += [("NOP", None), ("NOP", None), ("Timestamp", (self.tsval(), self.ts_recent))]
@@ -101,11 +102,12 @@ class Peer:
                   urgptr=urgptr)
         return ip / tcp / data if data else ip / tcp
 
-    def _syn_options(self) -> list:
+    def _syn_options(self, echo: bool = False) -> list:
+        """Our SYN's options; a SYN-ACK's timestamp echoes the SUT's SYN (RFC 7323 §3.2)."""
         out = []
         for name, value in self.syn_options:
             if name == "Timestamp":
-                value = (self.tsval(), 0)
+                value = (self.tsval(), self.ts_recent if echo else 0)
             out.append((name, value))
         return out
 
@@ -119,6 +121,8 @@ class Peer:
         tcp = pkt[TCP]
         if "S" in str(tcp.flags):
             self._offered = {n for n, _ in tcp.options}
+            if "A" in str(tcp.flags) and self._sut_syn is not None:
+                self._negotiate(self._sut_syn)      # our SYN-ACK answers the SUT's SYN
         seg = self.link.send(bytes(pkt))
         if advance:
             self.snd_nxt = seq_add(tcp.seq, len(data) + ("S" in str(tcp.flags)) + ("F" in str(tcp.flags)))
@@ -219,10 +223,8 @@ class Peer:
             self.irs = seg.seq
             self.rcv_nxt = seq_add(seg.seq, 1)
             self.sut_mss = seg.option("MSS")
-            ws = seg.option("WScale")
-            self.sut_wscale = ws if (ws is not None and "WScale" in self._offered) else None
-            self.sack_ok = seg.has_option("SAckOK") and "SAckOK" in self._offered
-            self.ts_on = seg.has_option("Timestamp") and "Timestamp" in self._offered
+            self._sut_syn = None if seg.has_ack else seg
+            self._negotiate(seg)
         elif self.rcv_nxt is not None and seg.seq == self.rcv_nxt:
             self.rcv_nxt = seq_add(self.rcv_nxt, len(seg.payload) + seg.fin)
         if seg.has_ack and 0 < seq_diff(seg.ack, self.snd_una) <= seq_diff(self.snd_nxt, self.snd_una):
@@ -230,10 +232,18 @@ class Peer:
         # TS.Recent echoes the segment that advanced the left edge (RFC 7323
         # §4.3): pure ACKs, duplicates and out-of-order segments do not count.
         ts = seg.option("Timestamp")
-        if self.ts_on and ts is not None and advances:
+        if (self.ts_on or seg.syn) and ts is not None and advances:
             self.ts_recent = ts[0]
         shift = self.sut_wscale if (self.sut_wscale is not None and not seg.syn) else 0
         self.sut_window = seg.window << min(shift, 14)
+
+    def _negotiate(self, syn: Segment) -> None:
+        """What the SUT's SYN (or SYN-ACK) and ours agree on (RFC 7323, RFC 2018):
+        an option is on when both SYNs carry it."""
+        ws = syn.option("WScale")
+        self.sut_wscale = ws if (ws is not None and "WScale" in self._offered) else None
+        self.sack_ok = syn.has_option("SAckOK") and "SAckOK" in self._offered
+        self.ts_on = syn.has_option("Timestamp") and "Timestamp" in self._offered
 
     # --- composite exchanges ---------------------------------------------------------------
     def connect(self, requirement: str | None = None) -> Segment:

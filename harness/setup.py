@@ -70,8 +70,9 @@ def stack_tools(name: str) -> None:
     from .stacks import STACKS
     if name not in STACKS:
         raise SetupError(f"unknown stack {name!r}: choose one of {', '.join(sorted(STACKS))}")
-    subprocess.run([str(PY), "-c", f"import harness.stacks as s; s.stack_class({name!r}).setup()"],
-                   check=True, cwd=ROOT)
+    r = subprocess.run([str(PY), "-c", f"import harness.stacks as s; s.stack_class({name!r}).setup()"], cwd=ROOT)
+    if r.returncode != 0:
+        raise SystemExit(r.returncode)     # the stack's setup said why, in one line
 
 
 def main(argv=None) -> int:
