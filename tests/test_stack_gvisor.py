@@ -75,8 +75,10 @@ def test_agent_speaks_the_protocol_with_netstack_tunables(gvisor):
     assert gvisor.sysctl("tcp.sack") == "0"                        # --stack-opt sack=off
     gvisor.set_sysctl("tcp.sack", 1)
     assert gvisor.sysctl("tcp.sack") == "1"
-    with pytest.raises(StackError, match="no tunable net.ipv4.tcp_sack"):
+    with pytest.raises(pytest.skip.Exception, match="no tunable net.ipv4.tcp_sack"):
         gvisor.sysctl("net.ipv4.tcp_sack")
+    with pytest.raises(StackError, match="tcp.sack=2: EINVAL"):
+        gvisor.set_sysctl("tcp.sack", 2)
     listener = gvisor.app.listen(4242)
     assert gvisor.state_of(4242, 0) == "LISTEN"
     assert gvisor.app.getsockopt(listener, "TCP_NODELAY") == 0     # Nagle on, as runsc
@@ -84,6 +86,13 @@ def test_agent_speaks_the_protocol_with_netstack_tunables(gvisor):
     assert gvisor.app.getsockopt(listener, "SO_LINGER") == [1, 0]
     with pytest.raises(Exception, match="EOPNOTSUPP"):
         gvisor.app.setsockopt(listener, "TCP_FASTOPEN", 1)
+
+
+def test_profile_names_only_netstack_tunables():
+    from harness.catalog import Profile
+    profile = Profile.load("gvisor")
+    named = {v["sysctl"] for v in profile.values.values() if "sysctl" in v}
+    assert named and named <= TUNABLES
 
 
 def test_linux_sysctl_is_refused_on_the_command_line():
