@@ -33,7 +33,7 @@ NETSTACK = Path(GOPATH) / "src" / "gvisor.dev" / "gvisor" / "pkg" / "tcpip"
 PACKAGES = ("golang-go", "golang-gvisor-gvisor-dev")
 # The agent's `sysctl` names (harness/stacks/gvisor/agent/options.go tunables).
 TUNABLES = frozenset({
-    "tcp.sack", "tcp.syncookies_always", "tcp.time_wait_timeout_ms", "tcp.linger_timeout_ms",
+    "tcp.sack", "tcp.syncookies", "tcp.time_wait_timeout_ms", "tcp.linger_timeout_ms",
     "tcp.min_rto_ms", "tcp.max_rto_ms", "tcp.max_retries", "tcp.invalid_ratelimit_ms",
 })
 SACK = {"on": "true", "off": "false"}
@@ -111,9 +111,9 @@ class GvisorStack(TapStack):
             _apt_install(PACKAGES)
         go = _go()
         if go is None:
-            raise SystemExit("setup: no go command: install golang-go (Debian) to build the gvisor agent")
+            raise StackError("no go command: install golang-go (Debian) to build the gvisor agent")
         if not NETSTACK.is_dir():
-            raise SystemExit(f"setup: no netstack source in {NETSTACK}: install golang-gvisor-gvisor-dev (Debian)")
+            raise StackError(f"no netstack source in {NETSTACK}: install golang-gvisor-gvisor-dev (Debian)")
         out = cls.agent_path()
         if out.exists() and not _stale(out):
             return
@@ -124,7 +124,7 @@ class GvisorStack(TapStack):
         print(f"setup: building the gvisor agent ({out.relative_to(BUILD.parent)}), offline", flush=True)
         r = subprocess.run([go, "build", "-ldflags", flags, "-o", str(out), "."], cwd=SOURCE, env=env)
         if r.returncode != 0:
-            raise SystemExit("setup: building the gvisor agent failed (the go output above says why)")
+            raise StackError("building the gvisor agent failed (the go output above says why)")
 
 
 def _go() -> str | None:
@@ -133,12 +133,12 @@ def _go() -> str | None:
 
 def _apt_install(packages) -> None:
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        raise SystemExit(f"setup: install {' '.join(packages)} (Debian packages, as root) to build the gvisor agent")
+        raise StackError(f"install {' '.join(packages)} (Debian packages, as root) to build the gvisor agent")
     print(f"setup: apt-get install {' '.join(packages)}", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]):
         if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
-            raise SystemExit(f"setup: {' '.join(cmd)} failed: install {' '.join(packages)} by hand")
+            raise StackError(f"{' '.join(cmd)} failed: install {' '.join(packages)} by hand")
 
 
 def _stale(binary: Path) -> bool:

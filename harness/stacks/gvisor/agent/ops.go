@@ -13,6 +13,7 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -38,6 +39,9 @@ type request struct {
 	Value   json.RawMessage            `json:"value"`
 }
 
+// maxListenBacklog is runsc's cap on listen(2)'s backlog (Linux: somaxconn).
+const maxListenBacklog = 1024
+
 type opError struct {
 	errno   string
 	message string
@@ -52,12 +56,31 @@ type sock struct {
 
 type agent struct {
 	s      *stack.Stack
+	tapFD  int
 	socks  map[int]*sock
 	nextID int
 }
 
-func newAgent(s *stack.Stack) *agent {
-	return &agent{s: s, socks: map[int]*sock{}, nextID: 1}
+func newAgent(s *stack.Stack, tapFD int) *agent {
+	return &agent{s: s, tapFD: tapFD, socks: map[int]*sock{}, nextID: 1}
+}
+
+// settle returns once netstack has processed every frame the tester wrote
+// before this request: the TAP holds none unread, and then every TCP
+// processor goroutine has drained its queue (stack.Pause returns only when
+// they are idle). A kernel handles a segment before the tester's write
+// returns; netstack does it on other goroutines, so without this a state
+// read right after a segment could see the state before it.
+func (a *agent) settle() {
+	fds := []unix.PollFd{{Fd: int32(a.tapFD), Events: unix.POLLIN}}
+	for deadline := time.Now().Add(50 * time.Millisecond); time.Now().Before(deadline); {
+		if n, err := unix.Poll(fds, 0); n <= 0 && err != unix.EINTR {
+			break
+		}
+		time.Sleep(50 * time.Microsecond) // the link's reader goroutine is taking it
+	}
+	a.s.Pause()
+	a.s.Resume()
 }
 
 // ops is filled in init: hello lists the operations, so the table cannot
@@ -232,6 +255,15 @@ func (a *agent) opListen(req *request) (fields, *opError) {
 	if req.Backlog != nil {
 		backlog = *req.Backlog
 	}
+	// As runsc's listen(2) (pkg/sentry/syscalls/linux/sys_socket.go): at
+	// most maxListenBacklog, plus one "to keep in parity with Linux".
+	if backlog > maxListenBacklog {
+		backlog = maxListenBacklog
+	}
+	if backlog < 0 {
+		backlog = 0
+	}
+	backlog++
 	ep, wq, oe := a.newEndpoint(netProto)
 	if oe != nil {
 		return nil, oe
@@ -443,6 +475,7 @@ func (a *agent) opError(req *request) (fields, *opError) {
 	if oe != nil {
 		return nil, oe
 	}
+	a.settle()
 	err := s.ep.LastError()
 	if err == nil {
 		return fields{"error": nil}, nil
@@ -455,6 +488,7 @@ func (a *agent) opState(req *request) (fields, *opError) {
 	if req.Port != nil {
 		port = *req.Port
 	}
+	a.settle()
 	return fields{"sockets": tcpStates(a.s, port)}, nil
 }
 

@@ -375,13 +375,24 @@ var tunables = map[string]tunable{
 			err := s.TransportProtocolOption(tcp.ProtocolNumber, &o)
 			return bool(o), err
 		}),
-	"tcp.syncookies_always": protoBool("answer every SYN with a SYN cookie (tcpip.TCPAlwaysUseSynCookies)",
-		func(b bool) tcpip.SettableTransportProtocolOption { o := tcpip.TCPAlwaysUseSynCookies(b); return &o },
-		func(s *stack.Stack) (bool, tcpip.Error) {
+	"tcp.syncookies": {
+		doc: "1: SYN cookies when a listener's SYN queue is full (netstack's fixed behaviour), 2: for every SYN (tcpip.TCPAlwaysUseSynCookies); as Linux's tcp_syncookies, which netstack cannot set to 0",
+		get: func(s *stack.Stack) (string, tcpip.Error) {
 			var o tcpip.TCPAlwaysUseSynCookies
 			err := s.TransportProtocolOption(tcp.ProtocolNumber, &o)
-			return bool(o), err
-		}),
+			if o {
+				return "2", err
+			}
+			return "1", err
+		},
+		set: func(s *stack.Stack, v string) (tcpip.Error, error) {
+			if v != "1" && v != "2" {
+				return nil, fmt.Errorf("takes 1 (cookies when the SYN queue is full) or 2 (always), not %q: netstack cannot turn them off", v)
+			}
+			o := tcpip.TCPAlwaysUseSynCookies(v == "2")
+			return s.SetTransportProtocolOption(tcp.ProtocolNumber, &o), nil
+		},
+	},
 	"tcp.time_wait_timeout_ms": protoMillis("TIME-WAIT length (tcpip.TCPTimeWaitTimeoutOption)",
 		func(d time.Duration) tcpip.SettableTransportProtocolOption {
 			o := tcpip.TCPTimeWaitTimeoutOption(d)
