@@ -70,11 +70,11 @@ func main() {
 	if len(addrs) == 0 {
 		fatal("no -addr given")
 	}
-	s, fd, err := newStack(*tap, *mac, uint32(*mtu), *sack, addrs)
+	a, err := newStack(*tap, *mac, uint32(*mtu), *sack, addrs)
 	if err != nil {
 		fatal(err.Error())
 	}
-	serve(newAgent(s, fd), os.Stdin, os.Stdout)
+	serve(a, os.Stdin, os.Stdout)
 }
 
 func fatal(msg string) {
@@ -85,10 +85,10 @@ func fatal(msg string) {
 // newStack builds netstack on the TAP: one NIC with the given addresses and
 // an on-link route for each prefix, the network protocols those need (ARP
 // with IPv4; NDP is part of IPv6), and TCP.
-func newStack(tapName, mac string, mtu uint32, sack bool, addrs []string) (*stack.Stack, int, error) {
+func newStack(tapName, mac string, mtu uint32, sack bool, addrs []string) (*agent, error) {
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
-		return nil, -1, fmt.Errorf("-mac %s: %v", mac, err)
+		return nil, fmt.Errorf("-mac %s: %v", mac, err)
 	}
 	var protos []tcpip.ProtocolAddress
 	var routes []tcpip.Route
@@ -96,7 +96,7 @@ func newStack(tapName, mac string, mtu uint32, sack bool, addrs []string) (*stac
 	for _, a := range addrs {
 		ip, ipnet, err := net.ParseCIDR(a)
 		if err != nil {
-			return nil, -1, fmt.Errorf("-addr %s: %v", a, err)
+			return nil, fmt.Errorf("-addr %s: %v", a, err)
 		}
 		prefix, _ := ipnet.Mask.Size()
 		pa := tcpip.ProtocolAddress{AddressWithPrefix: tcpip.AddressWithPrefix{PrefixLen: prefix}}
@@ -128,12 +128,13 @@ func newStack(tapName, mac string, mtu uint32, sack bool, addrs []string) (*stac
 
 	// TUNSETIFF would create a missing device (in whatever namespace this
 	// runs): attach only to the TAP the harness made.
-	if _, err := net.InterfaceByName(tapName); err != nil {
-		return nil, -1, fmt.Errorf("no TAP device %s here: %v", tapName, err)
+	ifc, err := net.InterfaceByName(tapName)
+	if err != nil {
+		return nil, fmt.Errorf("no TAP device %s here: %v", tapName, err)
 	}
 	fd, err := tun.OpenTAP(tapName)
 	if err != nil {
-		return nil, -1, fmt.Errorf("open TAP %s: %v", tapName, err)
+		return nil, fmt.Errorf("open TAP %s: %v", tapName, err)
 	}
 	link, err := fdbased.New(&fdbased.Options{
 		FDs:            []int{fd},
@@ -142,14 +143,15 @@ func newStack(tapName, mac string, mtu uint32, sack bool, addrs []string) (*stac
 		Address:        tcpip.LinkAddress(hw),
 	})
 	if err != nil {
-		return nil, -1, fmt.Errorf("fdbased link on %s: %v", tapName, err)
+		return nil, fmt.Errorf("fdbased link on %s: %v", tapName, err)
 	}
-	if e := s.CreateNIC(nicID, link); e != nil {
-		return nil, -1, fmt.Errorf("create NIC: %s", e)
+	counted := newCountingLink(link)
+	if e := s.CreateNIC(nicID, counted); e != nil {
+		return nil, fmt.Errorf("create NIC: %s", e)
 	}
 	for _, pa := range protos {
 		if e := s.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); e != nil {
-			return nil, -1, fmt.Errorf("add address %s: %s", pa.AddressWithPrefix, e)
+			return nil, fmt.Errorf("add address %s: %s", pa.AddressWithPrefix, e)
 		}
 	}
 	s.SetRouteTable(routes)
@@ -159,10 +161,10 @@ func newStack(tapName, mac string, mtu uint32, sack bool, addrs []string) (*stac
 	moderate := tcpip.TCPModerateReceiveBufferOption(true)
 	for _, opt := range []tcpip.SettableTransportProtocolOption{&sackOpt, &moderate} {
 		if e := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); e != nil {
-			return nil, -1, fmt.Errorf("set %T: %s", opt, e)
+			return nil, fmt.Errorf("set %T: %s", opt, e)
 		}
 	}
-	return s, fd, nil
+	return &agent{s: s, link: counted, tapFD: fd, tapIndex: ifc.Index, socks: map[int]*sock{}, nextID: 1}, nil
 }
 
 // serve reads requests line by line and answers each, until bye or end of input.

@@ -13,7 +13,6 @@ import (
 	"sort"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -55,36 +54,14 @@ type sock struct {
 }
 
 type agent struct {
-	s      *stack.Stack
-	tapFD  int
-	socks  map[int]*sock
-	nextID int
+	s        *stack.Stack
+	link     *countingLink
+	tapFD    int
+	tapIndex int
+	socks    map[int]*sock
+	nextID   int
 }
 
-func newAgent(s *stack.Stack, tapFD int) *agent {
-	return &agent{s: s, tapFD: tapFD, socks: map[int]*sock{}, nextID: 1}
-}
-
-// settle returns once netstack has processed every frame the tester wrote
-// before this request: the TAP holds none unread, and then every TCP
-// processor goroutine has drained its queue (stack.Pause returns only when
-// they are idle). A kernel handles a segment before the tester's write
-// returns; netstack does it on other goroutines, so without this a state
-// read right after a segment could see the state before it.
-func (a *agent) settle() {
-	fds := []unix.PollFd{{Fd: int32(a.tapFD), Events: unix.POLLIN}}
-	for deadline := time.Now().Add(50 * time.Millisecond); time.Now().Before(deadline); {
-		if n, err := unix.Poll(fds, 0); n <= 0 && err != unix.EINTR {
-			break
-		}
-		time.Sleep(50 * time.Microsecond) // the link's reader goroutine is taking it
-	}
-	a.s.Pause()
-	a.s.Resume()
-}
-
-// ops is filled in init: hello lists the operations, so the table cannot
-// refer to itself in a static initialiser.
 var ops map[string]func(*agent, *request) (fields, *opError)
 
 func init() {
