@@ -79,6 +79,11 @@ def pytest_configure(config):
         raise pytest.UsageError(str(e)) from None
     sysctls = _pairs(config.getoption("sysctl"), "--sysctl")
     for key in sysctls:
+        if cls.tunables() is not None:
+            if key not in cls.tunables():
+                raise pytest.UsageError(f"--sysctl {key}: stack {name} has no such tunable "
+                                        f"(it has {', '.join(sorted(cls.tunables()))})")
+            continue
         try:
             if not os.path.exists(netns.sysctl_path(key)):
                 raise pytest.UsageError(f"--sysctl {key}: no such sysctl (no {netns.sysctl_path(key)})")
@@ -268,6 +273,9 @@ def stack(request, family, tcpconf, case):
     missing = sorted(needed - set(st.capabilities))
     if missing:
         pytest.skip(f"stack {st.name} lacks capability {', '.join(missing)}")
+    unknown = sorted(set(sysctls) - st.tunables()) if st.tunables() is not None else []
+    if unknown:
+        pytest.skip(f"stack {st.name} has no tunable {unknown[0]} (it has {', '.join(sorted(st.tunables()))})")
     request.node.stash[TRACE] = trace
     try:
         st.start()

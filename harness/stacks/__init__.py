@@ -24,6 +24,7 @@ from ..trace import Trace
 STACKS = {
     "linux": "harness.stacks.linux:LinuxStack",
     "remote": "harness.stacks.remote:RemoteStack",
+    "gvisor": "harness.stacks.gvisor:GvisorStack",
 }
 
 ADDRESSES = {
@@ -77,6 +78,12 @@ class Stack:
     @classmethod
     def check(cls, options: dict) -> None:
         """Validate --stack-opt values before anything starts (StackError)."""
+
+    @classmethod
+    def tunables(cls) -> frozenset | None:
+        """The names `sysctl`/`set_sysctl` know, if the stack has its own
+        (a case setting another is skipped); None: the host's /proc/sys names."""
+        return None
 
     @classmethod
     def profile_name(cls, options: dict) -> str:
