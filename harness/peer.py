@@ -29,6 +29,7 @@ from .segment import MOD, Segment, flags_of, seq_add, seq_diff, tcpdump_flags
 from .verdict import ConformanceFailure
 
 CONTROL = frozenset("SAFR")
+ANSWER_WITHIN = 0.5          # seconds: an immediate answer, well inside the 1 s initial RTO
 # What a current Linux or BSD client puts on its SYN.
 DEFAULT_SYN_OPTIONS = (("MSS", 1460), ("SAckOK", b""), ("Timestamp", (0, 0)), ("NOP", None), ("WScale", 7))
 
@@ -158,11 +159,15 @@ class Peer:
                 return None
 
     def expect(self, flags: str, seq: int | None = None, ack: int | None = None, data: bytes | None = None,
-               within: float = 1.0, requirement: str | None = None, what: str | None = None,
+               within: float = ANSWER_WITHIN, requirement: str | None = None, what: str | None = None,
                skip=None) -> Segment:
         """Wait up to `within` seconds for the SUT's next segment on this
         connection and check it: control bits, and seq, ack and payload where
-        given. Segments for which `skip(seg)` is true are passed over."""
+        given. Segments for which `skip(seg)` is true are passed over.
+
+        The default suits an answer the stack gives at once: it is shorter
+        than any initial RTO, so a timer's retransmission cannot pass for
+        the answer. A case that waits on a timer gives `within`."""
         __tracebackhide__ = True
         want = flags_of(flags)
         deadline = time.monotonic() + within
