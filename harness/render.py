@@ -37,6 +37,7 @@ from .segment import CTL_NAMES, Segment, options_text, seq_add, seq_diff
 from .trace import Other, Trace
 
 SIDES = ("peer", "sut")
+FAR = 1 << 24                    # relative numbers beyond this are shown absolute
 SYNCHRONIZED = ("SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT",
                 "CLOSING", "LAST-ACK", "TIME-WAIT")
 
@@ -91,9 +92,12 @@ class Endpoint:
     iss: int | None = None
     snd_nxt: int | None = None
     fin_seq: int | None = None    # SEG.SEQ of our FIN
+    fin_acked: bool = False       # our FIN has been acknowledged
     rcv_nxt: int | None = None
     wnd: int = 0                  # last window we advertised (octets)
     wscale: int | None = None     # shift offered on our SYN
+    last_ack: int | None = None   # SEG.ACK of the last segment we received
+    syn_kind: str | None = None   # our last SYN: "SYN" or "SYN-ACK"
     base: int | None = None       # relative numbers start here (the ISN)
 
     def after_rst(self) -> str:
@@ -103,6 +107,7 @@ class Endpoint:
     def reopen(self) -> None:
         """A new incarnation of the connection starts: forget the old one."""
         self.iss = self.snd_nxt = self.fin_seq = self.base = self.rcv_nxt = None
+        self.fin_acked = False
 
 
 @dataclass
@@ -160,13 +165,15 @@ def _event(seg: Segment, rcv: Endpoint) -> str | None:
             return "SYN"
         return "SYN" if state != "TIME-WAIT" and _in_window(seg.seq, rcv) else None
     if seg.syn:
-        return "SYN-ACK" if state == "SYN-SENT" and acks_syn else None
+        if state == "SYN-SENT" and acks_syn:
+            return "SYN-ACK"
+        return "ACK-SYN" if state == "SYN-RECEIVED" and acks_syn else None     # Figure 7, line 6
     if state not in SYNCHRONIZED:
         return None
     parts = []
     if state == "SYN-RECEIVED" and acks_syn:
         parts.append("ACK-SYN")
-    elif rcv.fin_seq is not None and seg.has_ack and seg.ack == seq_add(rcv.fin_seq, 1):
+    elif rcv.fin_seq is not None and not rcv.fin_acked and seg.has_ack and seg.ack == seq_add(rcv.fin_seq, 1):
         parts.append("ACK-FIN")
     if seg.fin and seg.seq == rcv.rcv_nxt:
         parts.append("FIN")
@@ -188,11 +195,14 @@ def _send(seg: Segment, snd: Endpoint, rcv: Endpoint, fate: str | None) -> tuple
                 snd.rcv_nxt = rcv_nxt
             snd.iss = snd.base = seg.seq
             snd.snd_nxt = seg.end
+            snd.syn_kind = kind
             snd.wscale = seg.option("WScale")
             if kind == "SYN":
                 snd.state, snd.passive = "SYN-SENT", False
-        elif seg.seq == snd.iss:
+        elif seg.seq == snd.iss and kind == snd.syn_kind:
             note = "retransmission"
+        elif seg.seq == snd.iss:
+            snd.syn_kind = kind                  # SYN, then SYN-ACK: a simultaneous open
         else:
             note, fate = "old duplicate SYN", fate or "delayed"
     elif snd.snd_nxt is None:                    # no SYN seen from this side
@@ -212,20 +222,34 @@ def _send(seg: Segment, snd: Endpoint, rcv: Endpoint, fate: str | None) -> tuple
     shift = snd.wscale if (snd.wscale is not None and rcv.wscale is not None and not seg.syn) else 0
     snd.wnd = seg.window << min(shift, 14)
     if kind == "RST":
-        snd.state = snd.after_rst()
+        if snd.state in ("SYN-SENT", "SYN-RECEIVED") and not seg.has_ack and seg.seq == snd.last_ack:
+            pass                                 # <SEQ=SEG.ACK><CTL=RST>: an unacceptable ACK refused
+        else:
+            snd.state = snd.after_rst()
     elif kind != "SYN":
         snd.state = SEND.get((snd.state, kind), snd.state)
     return note, fate
 
 
+def _timer_expired(seg: Segment, snd: Endpoint) -> bool:
+    """A RST <SEQ=SEG.ACK> without ACK answering the last segment, from a
+    side the model has in a synchronized state past SYN-RECEIVED: there an
+    acceptable ACK never draws a RST, so a timer (invisible on the wire) had
+    ended the connection."""
+    return (seg.rst and not seg.has_ack and snd.last_ack is not None and seg.seq == snd.last_ack
+            and snd.state in SYNCHRONIZED and snd.state != "SYN-RECEIVED")
+
+
 def _receive(seg: Segment, rcv: Endpoint) -> None:
     """The receiver's side of a segment that reached it."""
+    rcv.last_ack = seg.ack if seg.has_ack else None
     event = _event(seg, rcv)
     before = rcv.state
     if event == "RST":
         rcv.state = rcv.after_rst()
         return
     if event is not None:
+        rcv.fin_acked = rcv.fin_acked or "ACK-FIN" in event
         rcv.state = RECEIVE.get((before, event), before)
         if event == "SYN" and before == "SYN-RECEIVED" and not rcv.passive:
             rcv.state = "CLOSED"
@@ -246,8 +270,13 @@ def _ctl(flags: frozenset) -> str:
     return ",".join(CTL_NAMES[f] for f in CTL_ORDER if f in flags)
 
 
-def _rel(n: int, base: int | None) -> int:
-    return n if base is None else seq_diff(n, base)
+def _rel(n: int, base: int | None) -> str:
+    """n relative to base; a number far from it (e.g. the SEQ=0 of a RST
+    answering a SYN) is shown absolute, marked `abs`."""
+    if base is None:
+        return str(n)
+    d = seq_diff(n, base)
+    return str(d) if abs(d) < FAR else f"{n} abs"
 
 
 def segment_text(seg: Segment, seq_base: int | None, ack_base: int | None) -> str:
@@ -271,13 +300,14 @@ def _conn_key(seg: Segment) -> tuple:
 def _initial(first: Segment, later: list) -> dict:
     """Each side's state before the first segment of a connection: the side
     that sends a SYN was CLOSED; the other was LISTEN, or CLOSED when its
-    first answer is a RST. Otherwise unknown (None)."""
+    first answer is a RST or a SYN of its own (a simultaneous open).
+    Otherwise unknown (None)."""
     states = {s: None for s in SIDES}
     if first.syn and not first.has_ack:
         other = "sut" if first.sent_by == "peer" else "peer"
         answer = next((s for s in later if s.sent_by == other), None)
         states[first.sent_by] = "CLOSED"
-        states[other] = "CLOSED" if answer is not None and answer.rst else "LISTEN"
+        states[other] = "CLOSED" if answer is not None and (answer.rst or answer.flags == first.flags) else "LISTEN"
     return states
 
 
@@ -303,6 +333,7 @@ def exchange(trace: Trace) -> Exchange:
     infos: list = []
     steps: list = []
     for pos, (e, index) in enumerate(packets):
+        marked = index in trace.marks
         fate, note = trace.marks.get(index, (None, "")) if index is not None else ("lost", "lost on the link")
         # a packet stamped later than the next one arrived late (a delay on the link)
         if fate is None and pos + 1 < len(packets) and e.t > packets[pos + 1][0].t:
@@ -319,6 +350,15 @@ def exchange(trace: Trace) -> Exchange:
         ends = conns[key]
         num = list(conns).index(key) + 1
         snd, rcv = ends[e.sent_by], ends["sut" if e.sent_by == "peer" else "peer"]
+        if _timer_expired(e, snd):
+            # <SEQ=SEG.ACK><CTL=RST> answers an ACK only in LISTEN or CLOSED:
+            # a timer ended the connection before that ACK arrived
+            snd.state = "LISTEN" if snd.passive else "CLOSED"
+            for prev in reversed(steps):
+                if prev.conn == num and prev.sent_by != e.sent_by:
+                    prev.states[e.sent_by] = snd.state
+                    prev.note = "; ".join(x for x in (prev.note, "arrives after a timer ended the connection") if x)
+                    break
         auto, fate = _send(e, snd, rcv, fate)
         if e.syn and snd.iss == e.seq:
             infos[num - 1]["isn"].setdefault(e.sent_by, e.seq)
@@ -326,7 +366,8 @@ def exchange(trace: Trace) -> Exchange:
         if fate != "lost":
             _receive(e, rcv)
         text = segment_text(e, snd.base, rcv.base)
-        steps.append(Step(e.t - trace.t0, e.sent_by, text, fate, note or auto,
+        note = note if marked else "; ".join(x for x in (note, auto) if x)
+        steps.append(Step(e.t - trace.t0, e.sent_by, text, fate, note,
                           {s: ends[s].state for s in SIDES}, num, e.flags))
     return Exchange(steps, infos)
 
