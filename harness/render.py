@@ -403,8 +403,8 @@ def ladder(trace: Trace, sut: str = "SUT") -> str:
     head_r = f"{sut} (TCP Peer B) {_endpoint(trace, first['sut'])}" if first else f"{sut} (TCP Peer B)"
     pad = 4 + 2 + 12 + 1 + 3 + 1 + width + 1 + 3 + 1
     lines = [f"{'':6}{head_l:<{pad - 6}}{head_r}"]
-    lines.append("      (each side's state is the one after the segment; sequence numbers are relative to the ISNs;")
-    lines.append("       -->/<-- sent and received, ... delayed, XXX lost or rejected; time in seconds at the right)")
+    lines.append("      (each side's state is the one after the segment; numbers relative to the ISNs; -->/<-- sent")
+    lines.append("       and received, ... delayed, XXX lost or rejected; time in seconds at the right)")
     n = 0
     shown: set = set()
     for step in ex.steps:
@@ -416,9 +416,10 @@ def ladder(trace: Trace, sut: str = "SUT") -> str:
             if len(ex.connections) > 1 or step.conn > 1:
                 rows.append(f"      (connection {step.conn}: tester {_endpoint(trace, c['peer'])}, "
                             f"{sut} {_endpoint(trace, c['sut'])})")
+            if isn:
+                rows.append(f"      (ISN: {isn})")
             n += 1
-            row(f"{n}.", c["initial"]["peer"], "", "", "", c["initial"]["sut"],
-                f"   (ISN: {isn})" if isn else "")
+            row(f"{n}.", c["initial"]["peer"], "", "", "", c["initial"]["sut"])
         n += 1
         la, ra = _arrows(step)
         note = f" ({step.note})" if step.note else ""

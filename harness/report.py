@@ -13,8 +13,8 @@ Rules of this file:
   pages are pure functions; only `main` and the `build_*` functions do IO.
 - The HTML report is Allure 3 from reports/node_modules (installed by
   `python3 -m harness.setup --report`), run offline with reports/allurerc.mjs
-  into a fresh reports/html/ (Allure 3 has no --clean). History carries over
-  in reports/history/. The Google Analytics tag Allure writes into index.html
+  into a fresh OUT/html/ (Allure 3 has no --clean). History carries over
+  in OUT/history/ (default reports/history/). The Google Analytics tag Allure writes into index.html
   is removed; if it cannot be, the build fails rather than ship it.
 """
 from __future__ import annotations
@@ -547,7 +547,8 @@ def build_html(dirs: list[Path], results: list[Result], out: Path) -> Path:
         raise ReportError("Allure 3 is not installed: run python3 -m harness.setup --report (needs Node.js 20+ and npm)")
     if out.exists():
         shutil.rmtree(out)
-    env = {**os.environ, "TCPCONF_STACKS": ",".join(stacks_of(results)), "TCPCONF_REPORT_OUTPUT": str(out)}
+    env = {**os.environ, "TCPCONF_STACKS": ",".join(stacks_of(results)), "TCPCONF_REPORT_OUTPUT": str(out),
+           "TCPCONF_REPORT_HISTORY": str(out.parent / "history" / "history.jsonl")}
     with tempfile.TemporaryDirectory(prefix="tcpconf-results-", dir=REPORTS) as tmp:
         source = [str(dirs[0])] if len(dirs) == 1 else [str(_merged(dirs, results, Path(tmp)))]
         p = subprocess.run([str(ALLURE), "generate", *source, "-c", str(REPORTS / "allurerc.mjs")],

@@ -14,8 +14,13 @@ const onStack = (stack) => ({ labels }) => labels.some((l) => l.name === "stack"
 export default {
   name: "tcpconf: TCP conformance",
   output: process.env.TCPCONF_REPORT_OUTPUT || here("./html"),
-  historyPath: here("./history/history.jsonl"),
+  // next to the report (reports/history/ by default), so a report built
+  // elsewhere (--out) keeps its own history
+  historyPath: process.env.TCPCONF_REPORT_HISTORY || here("./history/history.jsonl"),
   historyLimit: 100,
+  // labels allure-pytest adds that say nothing about TCP (host stays: runs
+  // of several machines merge)
+  hideLabels: ["thread", "framework", "language", "package", "parentSuite", "suite", "subSuite"],
   // One source for the categories: Awesome reads them here, the allure2 and
   // classic plugins read the categories.json the suite copies into the results.
   categories: JSON.parse(readFileSync(here("./categories.json"), "utf8")),
@@ -28,6 +33,9 @@ export default {
         reportLanguage: "en",
         singleFile: true,       // one index.html that opens from file:// (multi-file needs a server)
         groupBy: ["feature", "story"],
+        // a test page opens with its attachments shown: the ladder, the
+        // diagram and the tcpdump views are what a reader comes for
+        stepTreeExpansion: "expanded",
       },
     },
   },

@@ -91,7 +91,7 @@ def test_ladder_opens_with_both_initial_states_the_isns_and_times():
     text = render.ladder(seed_note_trace())
     first = next(line for line in text.splitlines() if line.strip().startswith("1."))
     assert re.match(r"^\s+1\.\s+CLOSED\s+LISTEN\b", first)
-    assert f"ISN: tester {C}, SUT {S}" in first
+    assert f"      (ISN: tester {C}, SUT {S})" in text.splitlines()
     assert "tester (TCP Peer A) 198.18.0.2.4970" in text and "SUT (TCP Peer B) 198.18.0.1.23" in text
     assert rows(seed_note_trace())[3][5].rstrip().endswith("0.040000")
 
