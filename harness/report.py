@@ -20,6 +20,7 @@ Rules of this file:
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import html
 import json
 import os
@@ -54,15 +55,17 @@ ORDER = list(VERDICTS)
 FAMILIES = ("ipv4", "ipv6")
 
 # Claims of the seed note that state a value: what the note says, as a
-# number or a list, and fragments of the observed/profile keys that show what
-# the stack does (the cases record them with the `observed` and `profile`
-# fixtures). Values are compared where they are scalars.
+# number or a list, and the names (fnmatch patterns) of the observed and
+# profile values that show what the stack does (the cases record them with
+# the `observed` and `profile` fixtures). A scalar claim is compared with a
+# scalar value, or with the length of a list of retransmission times.
 CLAIMED_VALUES = {
-    "S2": ("retransmission intervals, s", [1, 3, 6, 12, 24, 48, 64], ("retrans", "backoff", "rto")),
-    "S4": ("keepalive idle time, s", 7200, ("keepalive_time", "keepalive_idle")),
-    "S5": ("TIME-WAIT lasts 2 MSL, s (MSL = 2 min, RFC 9293 §3.4.2)", 240, ("time_wait", "timewait", "msl")),
-    "S13": ("tcp_synack_retries (SYN-ACK retransmissions)", 5, ("synack_retries",)),
-    "S21": ("tcp_fin_timeout, s", 60, ("fin_timeout",)),
+    "S2": ("retransmission intervals, s", [1, 3, 6, 12, 24, 48, 64],
+           ("*retransmission*", "initial_rto", "first_rto", "rto_min", "rto_max")),
+    "S4": ("keepalive idle time, s", 7200, ("keepalive_time",)),
+    "S5": ("TIME-WAIT lasts 2 MSL, s (MSL = 2 min, RFC 9293 §3.4.2)", 240, ("time_wait",)),
+    "S13": ("tcp_synack_retries: SYN-ACK retransmissions", 5, ("synack_retries", "synack_retransmissions")),
+    "S21": ("tcp_fin_timeout, s", 60, ("fin_timeout", "tcp_fin_timeout", "fin_wait_2_lasted")),
 }
 
 
@@ -355,8 +358,8 @@ def matrix_markdown(results: list[Result], catalog: dict) -> str:
 
 # --- the seed-claims page -------------------------------------------------------------------
 
-def _matches(key: str, fragments) -> bool:
-    return any(f in key for f in fragments)
+def _matches(key: str, patterns) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
 def _intervals(values) -> list | None:
@@ -386,9 +389,13 @@ def claim_values(claim: str, results: list[Result]) -> list[dict]:
                 entry["families"].append(r.family)
     out = list(seen.values())
     for e in out:
-        e["holds"] = (e["value"] == claimed) if not isinstance(claimed, list) and not isinstance(e["value"], list) \
-            else None
-        e["intervals"] = _intervals(e["value"]) if e["key"].endswith(("_retransmissions", "_times")) else None
+        cumulative = e["key"].endswith(("_retransmissions", "_times"))
+        e["holds"] = None
+        if not isinstance(claimed, list) and not isinstance(e["value"], list):
+            e["holds"] = e["value"] == claimed
+        elif not isinstance(claimed, list) and cumulative:
+            e["holds"] = len(e["value"]) == claimed
+        e["intervals"] = _intervals(e["value"]) if cumulative else None
     return sorted(out, key=lambda e: (e["stack"] != "linux", e["stack"], e["kind"], e["key"], e["test"]))
 
 
@@ -447,7 +454,8 @@ def claims_html(claims: list, results: list[Result], catalog: dict, sources: lis
                 verdict_ = ("" if e["holds"] is None else
                             "<span class=\"holds\">as the note says</span>" if e["holds"] else
                             "<span class=\"differs\">differs from the note</span>")
-                extra = f"<br><span class=\"small\">intervals: {_value(e['intervals'])}</span>" if e["intervals"] else ""
+                extra = (f"<br><span class=\"small\">{len(e['value'])} transmissions; intervals: "
+                         f"{_value(e['intervals'])}</span>" if e["intervals"] else "")
                 trs.append(f"<tr><td>{html.escape(e['stack'])}</td><td class=\"mono\">{html.escape(e['test'])}<br>"
                            f"<span class=\"small\">{', '.join(e['families'])}</span></td>"
                            f"<td class=\"mono\">{e['kind']}.{html.escape(e['key'])}</td>"

@@ -149,9 +149,11 @@ def test_claims_page_shows_cases_verdicts_and_the_note_beside_the_sut(two_stacks
     assert re.search(r"The note says</b>.*?<span class=\"mono\">5</span>", s13)
     assert re.search(r"profile\.synack_retries</td><td class=\"mono\">5</td><td><span class=\"holds\">", s13)
     assert re.search(r"profile\.synack_retries</td><td class=\"mono\">4</td><td><span class=\"differs\">", s13)
+    assert re.search(r"measured\.synack_retransmissions</td><td class=\"mono\">1\.0, 3\.0, 7\.0, 15\.0, 31\.0"
+                     r"<br>.*?</td><td><span class=\"holds\">", s13)
     s2 = page[page.index('id="S2"'):page.index('id="S3"')]
     assert "1, 3, 6, 12, 24, 48, 64" in s2 and "1.0, 3.0, 7.0, 15.0, 31.0" in s2
-    assert "intervals: 1.0, 2.0, 4.0, 8.0, 16.0" in s2
+    assert "5 transmissions; intervals: 1.0, 2.0, 4.0, 8.0, 16.0" in s2
     s21 = page[page.index('id="S21"'):]
     assert "no case yet" in s21 and "not observed yet" in s21 and "60" in s21
     assert 'class="missing"' in s21
