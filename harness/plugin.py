@@ -422,7 +422,7 @@ def pytest_runtest_call(item):
         cat = item.config.stash[STATE]["catalog"]
         title = doc[0] if doc else (cat[cid].title if cid in cat else item.name)
         if hasattr(item, "callspec"):
-            title += f" [{', '.join(f'{k}={v}' for k, v in item.callspec.params.items())}]"
+            title += f" [{item.callspec.id}]"          # as in the node id: [ipv4-retries-2]
         allure.dynamic.title(title)
         allure.dynamic.description(cat[cid].description.strip() if cid in cat else "")
     return (yield)
@@ -466,7 +466,7 @@ def _describe(item, trace: Trace, failure: ConformanceFailure | None, sut: str) 
     text = cat[cid].description.strip() if cid in cat else ""
     parts = [f"<p>{html.escape(text)}</p>" if text else ""]
     if failure is not None:
-        parts.append(f"<pre style=\"background:#fef2f2;padding:8px\">{html.escape(expected_vs_seen(failure))}</pre>")
+        parts.append(f"<pre style=\"background:#fef2f2;padding:8px;white-space:pre-wrap\">{html.escape(expected_vs_seen(failure))}</pre>")
     # an <img>: Allure's sanitizer keeps data: images but drops inline SVG
     picture = base64.b64encode(svg(trace, sut).encode()).decode()
     parts.append(f'<img alt="sequence diagram" style="max-width:100%" src="data:image/svg+xml;base64,{picture}">')
