@@ -119,7 +119,7 @@ def pytest_configure(config):
     config.stash[STATE] = {"cls": cls, "options": options, "catalog": catalog, "profile": profile,
                            "sysctls": sysctls, "seed": seed, "stack": name}
     results = getattr(config.option, "allure_report_dir", None)
-    if results and workerinput is None:
+    if results and workerinput is None and not config.option.collectonly:
         clean_results(Path(results))
         config.pluginmanager.register(ResultsDirectory(config, Path(results)), "tcpconf-results")
 
@@ -444,34 +444,8 @@ def pytest_runtest_makereport(item, call):
                 report.user_properties.append((f"{kind}.{k}", json.dumps(v)))
         if STACK_INFO in item.stash:
             report.user_properties.append(("stack", json.dumps(item.stash[STACK_INFO])))
-        _attach(trace, values, failure, sut)
-        _describe(item, trace, failure, sut)
+        _attach(item, trace, values, failure, sut)
     return report
-
-
-def _describe(item, trace: Trace, failure: ConformanceFailure | None, sut: str) -> None:
-    """The test page opens with the exchange: the case's description, then
-    (expected vs seen), the SVG diagram and the ladder, as HTML (Allure shows
-    it in a sandboxed frame; the attachments stay the downloadable copies)."""
-    try:
-        import allure
-        from allure_commons._allure import plugin_manager
-    except ImportError:
-        return
-    if not plugin_manager.get_plugins():
-        return
-    import html
-    cid = _case_id(item)
-    cat = item.config.stash[STATE]["catalog"]
-    text = cat[cid].description.strip() if cid in cat else ""
-    parts = [f"<p>{html.escape(text)}</p>" if text else ""]
-    if failure is not None:
-        parts.append(f"<pre style=\"background:#fef2f2;padding:8px;white-space:pre-wrap\">{html.escape(expected_vs_seen(failure))}</pre>")
-    # an <img>: Allure's sanitizer keeps data: images but drops inline SVG
-    picture = base64.b64encode(svg(trace, sut).encode()).decode()
-    parts.append(f'<img alt="sequence diagram" style="max-width:100%" src="data:image/svg+xml;base64,{picture}">')
-    parts.append(f"<pre style=\"font-size:12px\">{html.escape(ladder(trace, sut))}</pre>")
-    allure.dynamic.description_html("\n".join(p for p in parts if p))
 
 
 def expected_vs_seen(failure: ConformanceFailure) -> str:
@@ -483,7 +457,10 @@ def expected_vs_seen(failure: ConformanceFailure) -> str:
             f"seen:        {failure.seen}\n")
 
 
-def _attach(trace: Trace, values: dict, failure: ConformanceFailure | None, sut: str) -> None:
+def _attach(item, trace: Trace, values: dict, failure: ConformanceFailure | None, sut: str) -> None:
+    """The exchange every way as attachments, and a test page that opens
+    with it: the case's description, expected vs seen, the diagram and the
+    ladder as HTML (Allure shows it in a sandboxed frame)."""
     try:
         import allure
         from allure_commons._allure import plugin_manager
@@ -491,17 +468,31 @@ def _attach(trace: Trace, values: dict, failure: ConformanceFailure | None, sut:
         return
     if not plugin_manager.get_plugins():
         return
+    import html
+    import tempfile
+
     kind = allure.attachment_type
+    steps, picture = ladder(trace, sut), svg(trace, sut)
     if failure is not None:
         allure.attach(expected_vs_seen(failure), name="expected vs seen", attachment_type=kind.TEXT)
-    allure.attach(ladder(trace, sut), name="exchange (RFC 9293 notation)", attachment_type=kind.TEXT)
-    allure.attach(svg(trace, sut), name="sequence diagram", attachment_type=kind.SVG)
+    allure.attach(steps, name="exchange (RFC 9293 notation)", attachment_type=kind.TEXT)
+    allure.attach(picture, name="sequence diagram", attachment_type=kind.SVG)
     allure.attach(trace.tcpdump(True), name="tcpdump (relative sequence numbers)", attachment_type=kind.TEXT)
     allure.attach(trace.tcpdump(False), name="tcpdump -S (absolute sequence numbers)", attachment_type=kind.TEXT)
-    import tempfile
     with tempfile.NamedTemporaryFile(suffix=".pcap") as f:
         trace.pcap(f.name)
         allure.attach.file(f.name, name="capture.pcap", attachment_type=kind.PCAP)
     if any(values.values()):
         allure.attach(json.dumps(values, indent=2, sort_keys=True), name="observed values",
                       attachment_type=kind.JSON)
+    cid = _case_id(item)
+    cat = item.config.stash[STATE]["catalog"]
+    page = [f"<p>{html.escape(cat[cid].description.strip())}</p>" if cid in cat else ""]
+    if failure is not None:
+        page.append('<pre style="background:#fef2f2;padding:8px;white-space:pre-wrap">'
+                    f"{html.escape(expected_vs_seen(failure))}</pre>")
+    # an <img>: Allure's sanitizer keeps data: images but drops inline SVG
+    page.append('<img alt="sequence diagram" style="max-width:100%" '
+                f'src="data:image/svg+xml;base64,{base64.b64encode(picture.encode()).decode()}">')
+    page.append(f'<pre style="font-size:12px">{html.escape(steps)}</pre>')
+    allure.dynamic.description_html("\n".join(p for p in page if p))

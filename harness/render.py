@@ -487,7 +487,8 @@ def svg(trace: Trace, sut: str = "SUT") -> str:
         if kind == "connection":
             c = ex.connections[item - 1]
             label = f"connection {item}: tester {_endpoint(trace, c['peer'])}, {sut} {_endpoint(trace, c['sut'])}"
-            out.append(f'<line x1="8" y1="{y + 4}" x2="{WIDTH - 8}" y2="{y + 4}" stroke="#cbd5e1" stroke-dasharray="2 3"/>')
+            out.append(f'<line x1="8" y1="{y + 4}" x2="{WIDTH - 8}" y2="{y + 4}" stroke="#cbd5e1" '
+                       'stroke-dasharray="2 3"/>')
             out.append(f'<text x="{(LEFT + RIGHT) / 2:.0f}" y="{y + 18}" text-anchor="middle" font-size="11" '
                        f'fill="#64748b">{escape(label)}</text>')
             for x, side, anchor in ((LEFT - 10, "peer", "end"), (RIGHT + 10, "sut", "start")):
@@ -504,7 +505,8 @@ def svg(trace: Trace, sut: str = "SUT") -> str:
         out.append(f'<text x="8" y="{y + 4}" fill="#334155">{step.t:.6f}</text>')
         if step.fate == "lost":
             xm, ym = x1 + (x2 - x1) * 0.62, y + 14 * 0.62
-            out.append(f'<line x1="{x1}" y1="{y}" x2="{xm:.1f}" y2="{ym:.1f}" stroke="{colour}" stroke-width="1.6"{dash}/>')
+            out.append(f'<line x1="{x1}" y1="{y}" x2="{xm:.1f}" y2="{ym:.1f}" stroke="{colour}" '
+                       f'stroke-width="1.6"{dash}/>')
             out.append(f'<path d="M{xm - 7:.1f},{ym - 7:.1f} L{xm + 7:.1f},{ym + 7:.1f} M{xm - 7:.1f},{ym + 7:.1f} '
                        f'L{xm + 7:.1f},{ym - 7:.1f}" stroke="{COLOURS["rst"]}" stroke-width="2.5"/>')
         else:
@@ -512,7 +514,8 @@ def svg(trace: Trace, sut: str = "SUT") -> str:
             out.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y + 14}" stroke="{colour}" stroke-width="1.6"{dash} '
                        f'marker-end="url(#head-{head})"/>')
         label = step.text if step.conn else f"({step.text})"
-        out.append(f'<text x="{(LEFT + RIGHT) / 2:.0f}" y="{y - 4}" text-anchor="middle" fill="{colour}">{escape(label)}</text>')
+        out.append(f'<text x="{(LEFT + RIGHT) / 2:.0f}" y="{y - 4}" text-anchor="middle" fill="{colour}">'
+                   f'{escape(label)}</text>')
         fate = "" if step.fate == "delivered" or step.fate in step.note else step.fate
         under = "; ".join(x for x in (detail, fate, step.note) if x)
         if under:

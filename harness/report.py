@@ -257,7 +257,8 @@ td.v { text-align: center; white-space: nowrap; font-weight: 600; font-size: 12p
 tr.area td { background: #e2e8f0; font-weight: 700; }
 code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace; font-size: 12px; }
 .small { font-size: 12px; color: #475569; }
-.legend span { display: inline-block; padding: 1px 8px; margin-right: 6px; border-radius: 3px; font-size: 12px; font-weight: 600; }
+.legend span { display: inline-block; padding: 1px 8px; margin-right: 6px; border-radius: 3px;
+                font-size: 12px; font-weight: 600; }
 .claim { border: 1px solid #cbd5e1; border-radius: 6px; padding: 10px 14px; margin: 12px 0; }
 .claim h3 { margin: 0 0 6px; font-size: 15px; }
 .holds { color: #15803d; font-weight: 700; } .differs { color: #b45309; font-weight: 700; }
@@ -511,7 +512,8 @@ def strip_analytics(text: str) -> str:
 
 def merge_environment(texts: list[tuple[str, str]]) -> str:
     """One environment.properties from several runs [(stack, text)]: a key
-    with the same value everywhere once, others once per stack."""
+    with the same value everywhere once, others once per stack as
+    `<stack>.<key>`."""
     values: dict = {}
     for stack, text in texts:
         for line in text.splitlines():
@@ -524,25 +526,28 @@ def merge_environment(texts: list[tuple[str, str]]) -> str:
             out.append(f"{key}={next(iter(by_value))}")
         else:
             for value, stacks in by_value.items():
-                out.append(f"{key} [{', '.join(dict.fromkeys(stacks))}]={value}")
+                for stack in dict.fromkeys(stacks):   # a properties key ends at a space, ':' or '='
+                    out.append(f"{stack}.{key}={value}")
     return "\n".join(out) + "\n"
 
 
-def _merged(dirs: list[Path], results: list[Result], into: Path) -> Path:
+def _merged(dirs: list[Path], into: Path) -> Path:
     """One results directory from several (hard links where possible), with
     one environment file: Allure keeps only the last directory's otherwise."""
     envs = []
     for d in dirs:
-        stack = next((line.partition("=")[2] for line in (d / "environment.properties").read_text().splitlines()
-                      if line.startswith("stack=")), d.name) if (d / "environment.properties").exists() else d.name
-        if (d / "environment.properties").exists():
-            envs.append((stack, (d / "environment.properties").read_text()))
+        env = d / "environment.properties"
+        if env.exists():
+            text = env.read_text()
+            stack = next((line[6:] for line in text.splitlines() if line.startswith("stack=")), d.name)
+            envs.append((stack, text))
         for p in d.iterdir():
-            if p.is_file() and p.name not in ("environment.properties", "categories.json") and not (into / p.name).exists():
-                try:
-                    os.link(p, into / p.name)
-                except OSError:
-                    shutil.copy2(p, into / p.name)
+            if not p.is_file() or p.name in ("environment.properties", "categories.json") or (into / p.name).exists():
+                continue
+            try:
+                os.link(p, into / p.name)
+            except OSError:
+                shutil.copy2(p, into / p.name)
     if envs:
         (into / "environment.properties").write_text(merge_environment(envs))
     if CATEGORIES.exists():
@@ -558,7 +563,7 @@ def build_html(dirs: list[Path], results: list[Result], out: Path) -> Path:
     env = {**os.environ, "TCPCONF_STACKS": ",".join(stacks_of(results)), "TCPCONF_REPORT_OUTPUT": str(out),
            "TCPCONF_REPORT_HISTORY": str(out.parent / "history" / "history.jsonl")}
     with tempfile.TemporaryDirectory(prefix="tcpconf-results-", dir=REPORTS) as tmp:
-        source = [str(dirs[0])] if len(dirs) == 1 else [str(_merged(dirs, results, Path(tmp)))]
+        source = [str(dirs[0])] if len(dirs) == 1 else [str(_merged(dirs, Path(tmp)))]
         p = subprocess.run([str(ALLURE), "generate", *source, "-c", str(REPORTS / "allurerc.mjs")],
                            env=env, cwd=REPORTS, capture_output=True, text=True)
     if p.returncode != 0 or not (out / "index.html").exists():

@@ -165,7 +165,7 @@ def test_claims_page_shows_cases_verdicts_and_the_note_beside_the_sut(two_stacks
 
 def test_environment_of_several_runs_keeps_what_differs_per_stack():
     merged = report.merge_environment([("linux", "stack=linux\nkernel=6.18\n"), ("lwip", "stack=lwip\nkernel=6.18\n")])
-    assert merged.splitlines() == ["stack [linux]=linux", "stack [lwip]=lwip", "kernel=6.18"]
+    assert merged.splitlines() == ["linux.stack=linux", "lwip.stack=lwip", "kernel=6.18"]
 
 
 def test_analytics_tag_is_stripped_or_the_build_fails():
