@@ -11,7 +11,8 @@ Rules of this file:
   of the kernel's (`python -m harness.bench` measures it).
 - `filters` are applied to every received packet before it is traced: each
   takes (raw, t) and returns (raw, t) or None (dropped). The project's own
-  negative controls use them to break exactly one behaviour of a stack.
+  negative controls use them to break exactly one behaviour of a stack; a
+  packet a filter drops is recorded as lost (`Trace.drop`), not traced.
 
 Kinds of link: TunLink (an L3 TUN device inside the SUT's namespace whose
 descriptor the tester holds: nothing of the tester's own kernel can answer or
@@ -67,6 +68,7 @@ class Link:
         for f in self.filters:
             r = f(raw, t)
             if r is None:
+                self.trace.drop(raw, t, "sut")
                 return
             raw, t = r
         self.trace.add(raw, t, "sut")

@@ -10,28 +10,51 @@ Rules of this file:
   `stack`, and the parameter `family` (contract in ../shared/design.md).
 - A stack's documented deviations become strict xfails at collection, so a
   deviation that stops happening is reported (XPASS fails the run).
+- The report (Allure): every result carries epic (the RFC), feature (area),
+  story (case title), severity (from the level), labels case, stack, family,
+  requirement (one per id) and seed (one per claim), and `rfc` links that a
+  plain `--alluredir` run resolves (the link pattern is a default here). Every
+  traced case attaches the exchange as the RFC 9293 ladder and an SVG, both
+  tcpdump views, the pcap and its observed values; a failure also attaches
+  expected vs seen.
+- The results directory belongs to the xdist controller: it removes what an
+  earlier run wrote there at the start (never `history/`), and writes
+  environment.properties and categories.json at the end. Workers only add
+  results.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
+import platform
 import random
 import zlib
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
 from . import netns
 from .catalog import Catalog, CatalogError, Profile
 from .peer import Peer
+from .render import ladder, svg
 from .stacks import APP, SYSCTL, StackConfig, StackError, check_options, stack_class
 from .trace import Trace
-from .verdict import Tolerance
+from .verdict import ConformanceFailure, Tolerance
 
 FAMILIES = ("ipv4", "ipv6")
 SEVERITY = {"MUST": "critical", "SHOULD": "normal", "MAY": "minor", "documented": "trivial"}
 STATE = pytest.StashKey[dict]()
 TRACE = pytest.StashKey[Trace]()
 OBSERVED = pytest.StashKey[dict]()
+STACK_INFO = pytest.StashKey[dict]()
+RFC_LINK_PATTERN = "https://www.rfc-editor.org/rfc/rfc{}"
+CATEGORIES = Path(__file__).resolve().parent.parent / "reports" / "categories.json"
+# What allure-pytest and this plugin write into a results directory.
+RESULT_FILES = ("*-result.json", "*-container.json", "*-attachment*", "environment.properties",
+                "categories.json", "executor.json")
+TOOLS = ("scapy", "pyroute2", "pytest", "pytest-xdist", "allure-pytest")
 
 
 def pytest_addoption(parser):
@@ -67,6 +90,9 @@ def pytest_configure(config):
         config.addinivalue_line("markers", line)
     if getattr(config.option, "help", False):
         return
+    patterns = getattr(config.option, "allure_link_pattern", None)
+    if patterns is not None and "rfc" not in dict(patterns):
+        config.option.allure_link_pattern = [*patterns, ("rfc", RFC_LINK_PATTERN)]
     name = config.getoption("stack")
     try:
         cls = stack_class(name)
@@ -99,6 +125,94 @@ def pytest_configure(config):
         seed = random.SystemRandom().getrandbits(32)
     config.stash[STATE] = {"cls": cls, "options": options, "catalog": catalog, "profile": profile,
                            "sysctls": sysctls, "seed": seed, "stack": name}
+    results = getattr(config.option, "allure_report_dir", None)
+    if results and workerinput is None and not config.option.collectonly:
+        clean_results(Path(results))
+        config.pluginmanager.register(ResultsDirectory(config, Path(results)), "tcpconf-results")
+
+
+class ResultsDirectory:
+    """The controller's side of the results directory (plugin object)."""
+
+    def __init__(self, config, directory: Path):
+        self.config = config
+        self.directory = directory
+        self.stack: dict = {}
+
+    def pytest_runtest_logreport(self, report):
+        """Remember what the stack said about itself (from any worker)."""
+        for name, value in report.user_properties:
+            if name == "stack" and not self.stack:
+                self.stack = json.loads(value)
+
+    def pytest_sessionfinish(self, session):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_environment(self.directory, environment(self.config, self.stack))
+        drop_phantom_teardowns(self.directory)
+
+
+def drop_phantom_teardowns(directory: Path) -> None:
+    """Remove the `<fixture>::<lambda>` teardowns without a status that
+    allure-pytest 2.16 records under pytest >= 9.1 for every fixture: pytest's
+    own finalizer, never run through Allure, shown as "unknown" on every test
+    page (allure-framework/allure-python#918, fixed upstream by #921)."""
+    for path in directory.glob("*-container.json"):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        afters = data.get("afters", [])
+        kept = [a for a in afters if not (a.get("name", "").endswith("::<lambda>") and "status" not in a)]
+        if len(kept) != len(afters):
+            data["afters"] = kept
+            path.write_text(json.dumps(data))
+
+
+def clean_results(directory: Path) -> None:
+    """Remove what an earlier run wrote into the results directory (only
+    the files allure-pytest and this plugin write; `history/` stays). Done by
+    the controller: an xdist worker that cleaned would wipe its siblings'."""
+    if not directory.is_dir():
+        return
+    for pattern in RESULT_FILES:
+        for path in directory.glob(pattern):
+            if path.is_file():
+                path.unlink()
+
+
+def environment(config, info: dict) -> dict:
+    """What the report's environment table shows about this run; `info` is
+    what a started stack said about itself (Stack.describe())."""
+    st = config.stash[STATE]
+    uname = platform.uname()
+    env = {"stack": st["stack"], "stack.version": info.get("version", "unknown"),
+           "kernel": f"{uname.system} {uname.release} {uname.machine}",
+           "family": config.getoption("family"), "seed": st["seed"],
+           "tolerance": f"{config.getoption('tolerance_ms'):g} ms or {config.getoption('tolerance_pct'):g} %"}
+    for key, value in info.items():
+        if key not in ("stack", "version"):
+            env[f"stack.{key}"] = value
+    for key, value in st["options"].items():
+        env[f"stack-opt.{key}"] = value
+    defaults = {v["sysctl"]: v.get("default") for v in st["profile"].values.values() if "sysctl" in v}
+    for key, value in sorted(st["sysctls"].items()):
+        default = defaults.get(key)
+        env[f"sysctl.{key}"] = value + (f" (namespace default {default})" if default is not None
+                                        and str(default) != value else " (set with --sysctl)")
+    env["python"] = platform.python_version()
+    for tool in TOOLS:
+        try:
+            env[tool] = metadata.version(tool)
+        except metadata.PackageNotFoundError:
+            pass
+    return env
+
+
+def write_environment(directory: Path, env: dict) -> None:
+    lines = [f"{k}={str(v).replace(chr(10), ' ')}" for k, v in env.items()]
+    (directory / "environment.properties").write_text("\n".join(lines) + "\n")
+    if CATEGORIES.exists():
+        (directory / "categories.json").write_text(CATEGORIES.read_text())
 
 
 def _try_sysctls(sysctls: dict) -> None:
@@ -281,6 +395,7 @@ def stack(request, family, tcpconf, case):
         st.start()
     except StackError as e:
         pytest.fail(f"harness: cannot start stack {cls.name}: {e}", pytrace=False)
+    request.node.stash[STACK_INFO] = st.describe()
     try:
         yield st
     finally:
@@ -323,7 +438,9 @@ def peer(stack, rng, case) -> Peer:
 
 @pytest.fixture(autouse=True)
 def _allure_case(request, tcpconf):
-    """The Allure contract: labels case and stack (family is a parameter)."""
+    """The Allure contract: labels case and stack, family as a parameter and
+    a label (so matrices can group by it), the catalog's facts as labels and
+    links."""
     cid = _case_id(request.node)
     if cid is None or cid not in tcpconf["catalog"]:
         yield
@@ -333,6 +450,9 @@ def _allure_case(request, tcpconf):
     c = tcpconf["catalog"][cid]
     allure.dynamic.label("case", cid)
     allure.dynamic.label("stack", tcpconf["stack"])
+    family = request.node.callspec.params.get("family") if hasattr(request.node, "callspec") else None
+    if family:
+        allure.dynamic.label("family", family)
     allure.dynamic.epic(c.rfc[0].split(" §")[0])
     allure.dynamic.feature(c.area)
     allure.dynamic.story(c.title)
@@ -358,7 +478,7 @@ def pytest_runtest_call(item):
         cat = item.config.stash[STATE]["catalog"]
         title = doc[0] if doc else (cat[cid].title if cid in cat else item.name)
         if hasattr(item, "callspec"):
-            title += f" [{', '.join(f'{k}={v}' for k, v in item.callspec.params.items())}]"
+            title += f" [{item.callspec.id}]"          # as in the node id: [ipv4-retries-2]
         allure.dynamic.title(title)
         allure.dynamic.description(cat[cid].description.strip() if cid in cat else "")
     return (yield)
@@ -369,17 +489,34 @@ def pytest_runtest_makereport(item, call):
     report = yield
     trace = item.stash.get(TRACE, None)
     if trace is not None and report.when == "call":
+        sut = f"SUT {item.config.stash[STATE]['stack']}"
+        failure = call.excinfo.value if call.excinfo and isinstance(call.excinfo.value, ConformanceFailure) else None
         if report.failed or hasattr(report, "wasxfail"):
             report.sections.append(("tcpdump trace", trace.text()))
+            report.sections.append(("exchange (RFC 9293 notation)", ladder(trace, sut)))
         values = item.stash.get(OBSERVED, {})
         for kind in ("measured", "profile"):
             for k, v in values.get(kind, {}).items():
                 report.user_properties.append((f"{kind}.{k}", json.dumps(v)))
-        _attach(item, trace, values)
+        if STACK_INFO in item.stash:
+            report.user_properties.append(("stack", json.dumps(item.stash[STACK_INFO])))
+        _attach(item, trace, values, failure, sut)
     return report
 
 
-def _attach(item, trace: Trace, values: dict) -> None:
+def expected_vs_seen(failure: ConformanceFailure) -> str:
+    """A ConformanceFailure's lines, as the report's own attachment."""
+    return (f"{failure.kind}\n"
+            f"requirement: {failure.requirement}\n"
+            f"check:       {failure.what}\n"
+            f"expected:    {failure.expected}\n"
+            f"seen:        {failure.seen}\n")
+
+
+def _attach(item, trace: Trace, values: dict, failure: ConformanceFailure | None, sut: str) -> None:
+    """The exchange every way as attachments, and a test page that opens
+    with it: the case's description, expected vs seen, the diagram and the
+    ladder as HTML (Allure shows it in a sandboxed frame)."""
     try:
         import allure
         from allure_commons._allure import plugin_manager
@@ -387,14 +524,31 @@ def _attach(item, trace: Trace, values: dict) -> None:
         return
     if not plugin_manager.get_plugins():
         return
-    allure.attach(trace.tcpdump(True), name="tcpdump (relative sequence numbers)",
-                  attachment_type=allure.attachment_type.TEXT)
-    allure.attach(trace.tcpdump(False), name="tcpdump -S (absolute sequence numbers)",
-                  attachment_type=allure.attachment_type.TEXT)
-    if any(values.values()):
-        allure.attach(json.dumps(values, indent=2, sort_keys=True), name="observed values",
-                      attachment_type=allure.attachment_type.JSON)
+    import html
     import tempfile
+
+    kind = allure.attachment_type
+    steps, picture = ladder(trace, sut), svg(trace, sut)
+    if failure is not None:
+        allure.attach(expected_vs_seen(failure), name="expected vs seen", attachment_type=kind.TEXT)
+    allure.attach(steps, name="exchange (RFC 9293 notation)", attachment_type=kind.TEXT)
+    allure.attach(picture, name="sequence diagram", attachment_type=kind.SVG)
+    allure.attach(trace.tcpdump(True), name="tcpdump (relative sequence numbers)", attachment_type=kind.TEXT)
+    allure.attach(trace.tcpdump(False), name="tcpdump -S (absolute sequence numbers)", attachment_type=kind.TEXT)
     with tempfile.NamedTemporaryFile(suffix=".pcap") as f:
         trace.pcap(f.name)
-        allure.attach.file(f.name, name="capture.pcap", attachment_type=allure.attachment_type.PCAP)
+        allure.attach.file(f.name, name="capture.pcap", attachment_type=kind.PCAP)
+    if any(values.values()):
+        allure.attach(json.dumps(values, indent=2, sort_keys=True), name="observed values",
+                      attachment_type=kind.JSON)
+    cid = _case_id(item)
+    cat = item.config.stash[STATE]["catalog"]
+    page = [f"<p>{html.escape(cat[cid].description.strip())}</p>" if cid in cat else ""]
+    if failure is not None:
+        page.append('<pre style="background:#fef2f2;padding:8px;white-space:pre-wrap">'
+                    f"{html.escape(expected_vs_seen(failure))}</pre>")
+    # an <img>: Allure's sanitizer keeps data: images but drops inline SVG
+    page.append('<img alt="sequence diagram" style="max-width:100%" '
+                f'src="data:image/svg+xml;base64,{base64.b64encode(picture.encode()).decode()}">')
+    page.append(f'<pre style="font-size:12px">{html.escape(steps)}</pre>')
+    allure.dynamic.description_html("\n".join(p for p in page if p))

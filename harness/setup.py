@@ -53,13 +53,19 @@ def python_env() -> None:
 
 def report_tools() -> None:
     """Allure 3 (npm, no Java) for `python -m harness.report`."""
-    if shutil.which("npm") is None:
+    if shutil.which("npm") is None or shutil.which("node") is None:
         raise SetupError("npm is not installed: install Node.js 20+ (apt-get install nodejs npm) for the HTML report")
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    major = int(version.lstrip("v").split(".")[0] or 0) if version.lstrip("v")[:1].isdigit() else 0
+    if major < 20:
+        raise SetupError(f"Node.js {version or '?'} is too old for Allure 3: install Node.js 20+")
     reports = ROOT / "reports"
-    if (reports / "node_modules" / ".bin" / "allure").exists():
+    stamp = reports / "node_modules" / ".tcpconf-installed"
+    if stamp.exists() and stamp.stat().st_mtime >= (reports / "package-lock.json").stat().st_mtime:
         return
     print("setup: installing Allure 3 into reports/node_modules (npm ci)", flush=True)
     run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=reports)
+    stamp.touch()
 
 
 def stack_tools(name: str) -> None:

@@ -7,6 +7,10 @@ Rules of this file:
   a copy of the packets.
 - Pure: no IO except writing the pcap file a caller asks for.
 - Timestamps are the Link's (monotonic seconds); t0 is when the case started.
+- What the link lost is kept apart (`dropped`): a packet a link filter
+  removed never reached the tester, so Peers, tcpdump views and pcaps do not
+  see it; the ladder and the diagram show it as lost (XXX). A case may mark a
+  segment it knows more about (`mark`: delayed, lost, a note).
 
 Views of a trace: `tcpdump(relative=True)` (tcpdump's default relative
 sequence numbers), `tcpdump(relative=False)` (as `tcpdump -S`), `pcap()`,
@@ -47,11 +51,29 @@ class Trace:
         self.t0 = time.monotonic() if t0 is None else t0
         self.entries: list[Segment | Other] = []
         self.names: dict = {}        # (addr, port) -> display name, optional
+        self.dropped: list[tuple[int, Segment | Other]] = []   # (position in entries, packet)
+        self.marks: dict[int, tuple[str | None, str]] = {}    # entry index -> (fate, note)
 
     def add(self, raw: bytes, t: float, sent_by: str) -> Segment | Other:
         entry = Segment.parse(raw, t, sent_by) or Other(raw, t, sent_by)
         self.entries.append(entry)
         return entry
+
+    def drop(self, raw: bytes, t: float, sent_by: str) -> None:
+        """A packet the link lost before the tester saw it (a link fault)."""
+        self.dropped.append((len(self.entries), Segment.parse(raw, t, sent_by) or Other(raw, t, sent_by)))
+
+    def mark(self, entry, fate: str | None = None, note: str = ""):
+        """Say what the case knows about a packet: fate "delayed" (it arrives
+        late or out of order, e.g. an old duplicate) or "lost" (the receiver
+        dropped or rejected it), and a note for the ladder. Returns the entry."""
+        if fate not in (None, "delayed", "lost"):
+            raise ValueError(f"fate is 'delayed', 'lost' or None, not {fate!r}")
+        for i, e in enumerate(self.entries):
+            if e is entry:
+                self.marks[i] = (fate, note)
+                return entry
+        raise ValueError("mark: not an entry of this trace")
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -29,6 +29,9 @@ CONTROLS = [
      Fault("A", nth=3, action="drop"), "RFC9293/3.10.7.4"),
     ("test_teardown.py::test_fin_retransmitted_into_time_wait",
      Fault("A", nth=4, action="seq", offset=-1), "RFC9293/3.10.7.4"),
+    # --- report ---
+    ("test_trace.py::test_tcpdump_relative_and_absolute",
+     Fault("A", nth=1, action="seq", offset=1), "RFC9293/3.4"),
 ]
 
 
@@ -56,3 +59,14 @@ def test_case_passes_without_fault(run_case, test):
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
     assert outcomes.get("passed", 0) + outcomes.get("xfailed", 0) == 1
+
+
+def test_trace_case_shows_the_shifted_data_in_tcpdump_notation(run_case):
+    """trace.relative-and-absolute: the SUT's data one sequence number late
+    reads `seq 2:17` where the seed note's capture has `seq 1:16`."""
+    result = run_case(_node("test_trace.py::test_tcpdump_relative_and_absolute"),
+                      plugins=[FaultPlugin(Fault("A", nth=1, action="seq", offset=1))])
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "expected: server > client: Flags [.], seq 1:16, ack 1, length 15" in out
+    assert "seen:     server > client: Flags [.], seq 2:17, ack 1, length 15" in out

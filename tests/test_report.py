@@ -1,0 +1,345 @@
+"""The report: what a real run writes for Allure (labels, links, attachments,
+environment, categories, the controller's cleaning), and what
+harness.report builds from results (matrix, claims page, HTML report).
+
+The unit tests use results written here; the integration tests (root) run
+the suite for real and read what it wrote."""
+import json
+import re
+import subprocess
+import sys
+import uuid
+import xml.etree.ElementTree as ET
+
+import pytest
+from scapy.utils import rdpcap
+
+from conftest import ROOT
+from harness import report
+from harness.segment import Segment, tcpdump_line
+
+CATEGORIES = report.load_categories()
+
+
+def allure_result(directory, stack, case, family, status, message="", test="test_x", seeds=(), observed=None,
+                  stop=1, history=None, params=None, requirements=("RFC9293/3.4",), story=None):
+    """Write one result as allure-pytest does; returns its dict."""
+    rid = str(uuid.uuid4())
+    labels = [{"name": "case", "value": case}, {"name": "stack", "value": stack},
+              {"name": "family", "value": family}, {"name": "story", "value": story or f"title of {case}"},
+              {"name": "tag", "value": "MUST"}]
+    labels += [{"name": "requirement", "value": r} for r in requirements]
+    labels += [{"name": "seed", "value": s} for s in seeds]
+    data = {"uuid": rid, "historyId": history or f"{stack}-{case}-{test}-{family}", "name": f"{test} [{family}]",
+            "fullName": f"conformance.test_x#{test}", "status": status, "labels": labels, "stop": stop,
+            "statusDetails": {"message": message} if message else {},
+            "parameters": [{"name": "family", "value": f"'{family}'"}]
+            + [{"name": k, "value": str(v)} for k, v in (params or {}).items()], "attachments": []}
+    if observed is not None:
+        source = f"{uuid.uuid4()}-attachment.json"
+        (directory / source).write_text(json.dumps(observed))
+        data["attachments"].append({"name": "observed values", "source": source, "type": "application/json"})
+    (directory / f"{rid}-result.json").write_text(json.dumps(data))
+    return data
+
+
+@pytest.fixture
+def two_stacks(tmp_path):
+    linux, lwip = tmp_path / "linux", tmp_path / "lwip"
+    linux.mkdir()
+    lwip.mkdir()
+    for fam in ("ipv4", "ipv6"):
+        allure_result(linux, "linux", "handshake.lost-third-ack", fam, "passed", seeds=("S13", "S2"),
+                      test="test_synack", params={"retries": "default"},
+                      observed={"measured": {"synack_retransmissions": [1.0, 3.0, 7.0, 15.0, 31.0]},
+                                "profile": {"synack_retries": 5}})
+        allure_result(linux, "linux", "trace.relative-and-absolute", fam, "passed", seeds=("S9",))
+        allure_result(lwip, "lwip", "handshake.lost-third-ack", fam, "failed", seeds=("S13", "S2"),
+                      test="test_synack", params={"retries": "default"},
+                      message="harness.verdict.TimingFailure: timing: RFC6298/5.5: late\n  expected: 1\n  seen: 2",
+                      observed={"profile": {"synack_retries": 4}})
+        allure_result(lwip, "lwip", "trace.relative-and-absolute", fam, "failed", seeds=("S9",),
+                      message="harness.verdict.ConformanceFailure: RFC9293/3.4: line 4\n  expected: seq 1:16\n"
+                              "  seen:     seq 2:17")
+    (linux / "environment.properties").write_text("stack=linux\nkernel=Linux 6.18\npython=3.11.7\n")
+    (lwip / "environment.properties").write_text("stack=lwip\nkernel=Linux 6.18\npython=3.11.7\n")
+    return [linux, lwip]
+
+
+# --- verdicts and reading ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("status, message, verdict", [
+    ("passed", "", "Passed"),
+    ("failed", "harness.verdict.ConformanceFailure: RFC9293/3.4: what\n  expected: a\n  seen:     b", "RFC violation"),
+    ("failed", "harness.verdict.TimingFailure: timing: RFC6298/5.5: what", "Timing tolerance exceeded"),
+    ("failed", "Failed: harness: cannot start stack linux: no TUN", "Harness or environment error"),
+    ("broken", "RuntimeError: boom", "Harness or environment error"),
+    ("skipped", "XFAIL documented deviation of linux from RFC9293/3.10.7.4: note\n\n_pytest.outcomes.XFailed: x",
+     "Documented deviation"),
+    ("skipped", "XFAIL known deviation of linux (RFC9293/3.4): reason\n\nConformanceFailure: ...",
+     "Documented deviation"),
+    ("skipped", "Skipped: stack lwip lacks capability sysctl", "Skipped (capability missing)"),
+])
+def test_verdicts_are_the_report_categories(status, message, verdict):
+    """The messages are those allure-pytest writes for each kind of outcome."""
+    assert report.verdict(status, message, CATEGORIES) == verdict
+
+
+def test_categories_are_in_the_allure_config_and_in_the_order_of_the_brief():
+    names = [c["name"] for c in CATEGORIES]
+    assert set(names) == set(report.VERDICTS) - {report.PASSED}
+    assert names.index("Timing tolerance exceeded") < names.index("RFC violation")
+    assert "categories.json" in (ROOT / "reports" / "allurerc.mjs").read_text()
+
+
+def test_results_of_several_directories_merge_and_a_rerun_counts_once(two_stacks, tmp_path):
+    rerun = tmp_path / "rerun"
+    rerun.mkdir()
+    allure_result(rerun, "lwip", "trace.relative-and-absolute", "ipv4", "passed", seeds=("S9",), stop=99,
+                  history="lwip-trace.relative-and-absolute-test_x-ipv4")
+    results = report.load_results(two_stacks + [rerun])
+    assert report.stacks_of(results) == ["linux", "lwip"]
+    lwip_trace = [r for r in results if r.stack == "lwip" and r.case == "trace.relative-and-absolute"]
+    assert sorted(r.verdict for r in lwip_trace) == ["Passed", "RFC violation"]
+    assert len(results) == 8
+    synack = next(r for r in results if r.stack == "linux" and r.case == "handshake.lost-third-ack")
+    assert synack.test == "test_synack[retries=default]" and synack.observed["profile"]["synack_retries"] == 5
+
+
+def test_missing_directory_is_one_clear_error(tmp_path):
+    with pytest.raises(report.ReportError, match="no such results directory"):
+        report.load_results([tmp_path / "nope"])
+
+
+# --- the matrix ------------------------------------------------------------------------------
+
+def test_matrix_puts_stacks_side_by_side_with_verdicts(two_stacks):
+    results = report.load_results(two_stacks)
+    catalog = report.load_catalog()
+    page = report.matrix_html(results, catalog, ["linux", "lwip"])
+    assert "<script" not in page and "http" not in page.split("</style>")[1].replace("https://", "")
+    head = re.search(r"<thead>(.*?)</thead>", page.split("<h2>Cases</h2>")[1], re.S).group(1)
+    assert head.index(">linux<") < head.index(">lwip<") and head.count(">ipv4<") == 2
+    row = re.search(r"<tr><td><code>trace\.relative-and-absolute</code>.*?</tr>", page, re.S).group(0)
+    assert row.count("PASS 1") == 2 and row.count("FAIL 1") == 2 and "RFC9293/3.4" in row and "S9" in row
+    assert 'class="v timing"' in page
+    # every catalog case has a row, run or not
+    for cid in catalog:
+        assert f"<code>{cid}</code>" in page
+    md = report.matrix_markdown(results, catalog)
+    assert "| case | level | linux ipv4 | linux ipv6 | lwip ipv4 | lwip ipv6 |" in md
+    assert "❌ FAIL 1" in md and "⏱️" in md and "### Not passed" in md
+    assert "RFC9293/3.4: line 4" in md
+
+
+# --- the seed-claims page ----------------------------------------------------------------------
+
+def test_seed_claims_are_parsed_from_the_table():
+    claims = report.parse_claims(report.CLAIMS.read_text())
+    assert [c[0] for c in claims] == [f"S{i}" for i in range(1, 22)]
+    assert claims[12][1].startswith("If the third ACK is lost the server retransmits the SYN-ACK")
+
+
+def test_claims_page_shows_cases_verdicts_and_the_note_beside_the_sut(two_stacks):
+    results = report.load_results(two_stacks)
+    claims = report.parse_claims(report.CLAIMS.read_text())
+    page = report.claims_html(claims, results, {}, ["x"])
+    s13 = page[page.index('id="S13"'):page.index('id="S14"')]
+    assert "handshake.lost-third-ack" in s13 and "PASS 1" in s13 and "TIMING 1" in s13
+    assert re.search(r"The note says</b>.*?<span class=\"mono\">5</span>", s13)
+    assert re.search(r"profile\.synack_retries</td><td class=\"mono\">5</td><td><span class=\"holds\">", s13)
+    assert re.search(r"profile\.synack_retries</td><td class=\"mono\">4</td><td><span class=\"differs\">", s13)
+    assert re.search(r"measured\.synack_retransmissions</td><td class=\"mono\">1\.0, 3\.0, 7\.0, 15\.0, 31\.0"
+                     r"<br>.*?</td><td><span class=\"holds\">", s13)
+    s2 = page[page.index('id="S2"'):page.index('id="S3"')]
+    assert "1, 3, 6, 12, 24, 48, 64" in s2 and "1.0, 3.0, 7.0, 15.0, 31.0" in s2
+    assert "5 transmissions; intervals: 1.0, 2.0, 4.0, 8.0, 16.0" in s2
+    s21 = page[page.index('id="S21"'):]
+    assert "no case yet" in s21 and "not observed yet" in s21 and "60" in s21
+    assert 'class="missing"' in s21
+    md = report.claims_markdown(claims, results, {})
+    assert "| S4 " in md and "**no case yet**" in md and "linux synack_retries=5" in md
+
+
+# --- environment and HTML ------------------------------------------------------------------------
+
+def test_environment_of_several_runs_keeps_what_differs_per_stack():
+    merged = report.merge_environment([("linux", "stack=linux\nkernel=6.18\n"), ("lwip", "stack=lwip\nkernel=6.18\n")])
+    assert merged.splitlines() == ["linux.stack=linux", "lwip.stack=lwip", "kernel=6.18"]
+
+
+def test_analytics_tag_is_stripped_or_the_build_fails():
+    page = ('<head><script src="app.js"></script>\n    <script async src="https://www.googletagmanager.com/gtag/js?'
+            'id=G-X"></script>\n    <script>\n        window.dataLayer = window.dataLayer || [];\n        '
+            "function gtag(){dataLayer.push(arguments);}\n        gtag('js', new Date());\n    </script>\n</head>")
+    out = report.strip_analytics(page)
+    assert "googletagmanager" not in out and "gtag" not in out and '<script src="app.js"></script>' in out
+    with pytest.raises(report.ReportError, match="Google Analytics"):
+        report.strip_analytics('<script src="https://www.googletagmanager.com/gtag/js?id=1" async></script>')
+
+
+def test_matrix_and_claims_commands_need_no_node(two_stacks, tmp_path):
+    out = tmp_path / "out"
+    for command in ("matrix", "claims"):
+        p = subprocess.run([sys.executable, "-m", "harness.report", command, *map(str, two_stacks), "--out", str(out)],
+                           cwd=ROOT, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    assert {p.name for p in out.iterdir()} == {"matrix.html", "matrix.md", "claims.html", "claims.md"}
+
+
+def test_no_results_is_one_line(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "harness.report", "matrix", str(tmp_path), "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "no conformance results" in p.stderr
+
+
+# --- a real run (root) ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """A quick real run with xdist into a results directory that holds an
+    earlier run's leftovers, a history and a file of the user's."""
+    results = tmp_path_factory.mktemp("run") / "allure-results"
+    (results / "history").mkdir(parents=True)
+    (results / "history" / "history.jsonl").write_text("{}\n")
+    (results / "stale-result.json").write_text("{}")
+    (results / "0000-attachment.txt").write_text("stale")
+    (results / "notes.txt").write_text("mine")
+    p = subprocess.run([sys.executable, "-m", "pytest", "conformance/", "-m", "not slow", "-n", "2", "-p",
+                        "no:randomly", "-k", "data_on or fin_retransmitted or tcpdump", f"--alluredir={results}",
+                        "--sysctl", "net.ipv4.tcp_synack_retries=3"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:]
+    found = [json.loads(f.read_text()) for f in results.glob("*-result.json")]
+    return results, found
+
+
+def _attachment(results, res, name):
+    a = next(a for a in res["attachments"] if a["name"] == name)
+    return results / a["source"], a["type"]
+
+
+@pytest.mark.root
+def test_real_run_results_carry_the_labels_and_rfc_links(real_run):
+    results, found = real_run
+    assert len(found) == 6
+    for res in found:
+        labels = {}
+        for label in res["labels"]:
+            labels.setdefault(label["name"], []).append(label["value"])
+        assert labels["stack"] == ["linux"] and labels["epic"] == ["RFC 9293"]
+        assert labels["family"][0] in ("ipv4", "ipv6")
+        assert {p["name"]: p["value"] for p in res["parameters"]}["family"].strip("'") == labels["family"][0]
+        assert labels["case"][0].split(".")[0] == labels["feature"][0]
+        assert labels["requirement"] and labels["seed"] and labels["story"]
+        assert labels["severity"] == ["critical"] and labels["tag"] == ["MUST"]
+        for link in res["links"]:
+            assert link["type"] == "rfc" and link["url"].startswith("https://www.rfc-editor.org/rfc/rfc")
+    data = next(r for r in found if "third_ack" in r["fullName"])
+    assert {"type": "rfc", "url": "https://www.rfc-editor.org/rfc/rfc9293#section-3.10.7.4",
+            "name": "RFC 9293 §3.10.7.4"} in data["links"]
+    trace_case = next(r for r in found if "tcpdump" in r["fullName"])
+    assert {l["value"] for l in trace_case["labels"] if l["name"] == "seed"} == {"S9", "S10"}
+
+
+@pytest.mark.root
+def test_real_run_attaches_the_exchange_every_way(real_run):
+    results, found = real_run
+    for res in found:
+        names = [a["name"] for a in res["attachments"]]
+        assert names[:5] == ["exchange (RFC 9293 notation)", "sequence diagram", "tcpdump (relative sequence numbers)",
+                             "tcpdump -S (absolute sequence numbers)", "capture.pcap"]
+        svg, kind = _attachment(results, res, "sequence diagram")
+        assert kind == "image/svg+xml" and ET.parse(svg).getroot().tag.endswith("svg")
+        ladder = _attachment(results, res, "exchange (RFC 9293 notation)")[0].read_text()
+        assert "-->" in ladder and "<--" in ladder and "SYN-SENT" in ladder and "ESTABLISHED" in ladder
+        assert "<SEQ=0><CTL=SYN>" in ladder or "<SEQ=0><ACK=1><CTL=SYN,ACK>" in ladder
+        # the pcap holds exactly the traced segments: the -S view, line for line
+        pcap, kind = _attachment(results, res, "capture.pcap")
+        assert kind == "application/vnd.tcpdump.pcap"
+        packets = rdpcap(str(pcap))
+        absolute = _attachment(results, res, "tcpdump -S (absolute sequence numbers)")[0].read_text().splitlines()
+        assert len(packets) == len(absolute)
+        for pkt, line in zip(packets, absolute):
+            seg = Segment.parse(bytes(pkt), 0.0, "?")
+            assert tcpdump_line(seg, 0.0).split(": ", 1)[1] == line.split(": ", 1)[1]
+    # the test page opens with the exchange: description, diagram (an image) and ladder
+    for res in found:
+        page = res["descriptionHtml"]
+        assert page.count('<img alt="sequence diagram"') == 1 and "data:image/svg+xml;base64," in page
+        assert "&lt;SEQ=0&gt;&lt;CTL=SYN&gt;" in page or "&lt;SEQ=0&gt;&lt;ACK=1&gt;&lt;CTL=SYN,ACK&gt;" in page
+    trace_case = next(r for r in found if "tcpdump" in r["fullName"])
+    observed = json.loads(_attachment(results, trace_case, "observed values")[0].read_text())
+    assert any("seq 1:16" in line for line in observed["measured"]["relative_view"])
+
+
+@pytest.mark.root
+def test_real_run_environment_categories_and_cleaning(real_run):
+    results, _ = real_run
+    env = dict(line.split("=", 1) for line in (results / "environment.properties").read_text().splitlines())
+    assert env["stack"] == "linux" and env["kernel"].startswith("Linux ") and env["stack.version"] != "unknown"
+    assert env["sysctl.net.ipv4.tcp_synack_retries"] == "3 (namespace default 5)"
+    for tool in ("python", "scapy", "pyroute2", "pytest", "pytest-xdist", "allure-pytest"):
+        assert re.match(r"^\d+\.\d+", env[tool]), tool
+    assert json.loads((results / "categories.json").read_text()) == CATEGORIES
+    # the controller removed the earlier run's files, not the history or the user's
+    assert not (results / "stale-result.json").exists() and not (results / "0000-attachment.txt").exists()
+    assert (results / "history" / "history.jsonl").exists() and (results / "notes.txt").read_text() == "mine"
+    # no phantom `<fixture>::<lambda>` teardowns (allure-python#918) left to show as "unknown"
+    for path in results.glob("*-container.json"):
+        for after in json.loads(path.read_text()).get("afters", []):
+            assert "status" in after, (path.name, after)
+
+
+@pytest.mark.root
+def test_real_run_builds_the_matrix_and_the_claims_page(real_run, tmp_path):
+    results, _ = real_run
+    for command in ("matrix", "claims"):
+        p = subprocess.run([sys.executable, "-m", "harness.report", command, str(results), "--out", str(tmp_path)],
+                           cwd=ROOT, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    matrix = (tmp_path / "matrix.html").read_text()
+    row = re.search(r"<code>handshake\.data-ack-to-syn-received</code>.*?</tr>", matrix, re.S).group(0)
+    assert row.count("PASS 1") == 2
+    claims = (tmp_path / "claims.html").read_text()
+    s9 = claims[claims.index('id="S9"'):claims.index('id="S10"')]
+    assert "trace.relative-and-absolute" in s9 and "PASS 1" in s9
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not report.ALLURE.exists(), reason="Allure 3 comes with python3 -m harness.setup --report")
+def test_real_run_builds_the_html_report_offline_without_analytics(real_run, tmp_path):
+    results, _ = real_run
+    p = subprocess.run([sys.executable, "-m", "harness.report", str(results), "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    index = (tmp_path / "html" / "index.html").read_text()
+    assert "googletagmanager" not in index and "gtag(" not in index
+    assert len(index) > 1_000_000            # one file: the app, the data and the attachments inline
+    matrix = (tmp_path / "matrix.html").read_text()
+    assert 'href="html/index.html#' in matrix  # cells open their test in the report
+
+
+@pytest.mark.root
+def test_a_failure_attaches_expected_vs_seen_and_lands_in_its_category(run_case, tmp_path):
+    """The S9 case with the SUT's data one sequence number late (its negative control)."""
+    from faults import Fault, FaultPlugin
+
+    results = tmp_path / "results"
+    outcome = run_case("conformance/test_trace.py::test_tcpdump_relative_and_absolute[ipv4]",
+                       f"--alluredir={results}", plugins=[FaultPlugin(Fault("A", nth=1, action="seq", offset=1))])
+    outcome.assert_outcomes(failed=1)
+    assert "exchange (RFC 9293 notation)" in outcome.stdout.str()      # also printed under the failure
+    (res,) = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
+    assert res["status"] == "failed"
+    assert report.verdict(res["status"], res["statusDetails"]["message"], CATEGORIES) == "RFC violation"
+    assert res["attachments"][0]["name"] == "expected vs seen"
+    text = (results / res["attachments"][0]["source"]).read_text()
+    assert text.splitlines() == [
+        "RFC violation",
+        "requirement: RFC9293/3.4",
+        "check:       tcpdump (relative sequence numbers), line 4: SYN and FIN occupy one sequence number each, "
+        "data starts at ISN+1",
+        "expected:    server > client: Flags [.], seq 1:16, ack 1, length 15",
+        "seen:        server > client: Flags [.], seq 2:17, ack 1, length 15"]
+    assert "expected:    server &gt; client" in res["descriptionHtml"]
