@@ -42,6 +42,18 @@ def sysctl_path(key: str) -> str:
     return "/proc/sys/" + key.replace(".", "/")
 
 
+def write_sysctl(key: str, value) -> None:
+    """Set a sysctl of the namespace the calling thread is in."""
+    path = sysctl_path(key)
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except FileNotFoundError:
+        raise NamespaceError(f"unknown sysctl {key}: no {path} in the SUT namespace") from None
+    except OSError as e:
+        raise NamespaceError(f"cannot set sysctl {key}={value}: {e.strerror}") from None
+
+
 class Namespace:
     """One network namespace owned by this process."""
 
@@ -80,15 +92,8 @@ class Namespace:
             return f.read().strip()
 
     def set_sysctl(self, key: str, value) -> None:
-        path = sysctl_path(key)
         with self.entered():
-            try:
-                with open(path, "w") as f:
-                    f.write(str(value))
-            except FileNotFoundError:
-                raise NamespaceError(f"unknown sysctl {key}: no {path} in the SUT namespace") from None
-            except OSError as e:
-                raise NamespaceError(f"cannot set sysctl {key}={value}: {e.strerror}") from None
+            write_sysctl(key, value)
 
     def remove(self) -> None:
         if self.removed:

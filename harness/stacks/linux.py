@@ -25,7 +25,7 @@ from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv46, IPv6
 
 from ..agent import LINUX_STATES, App, SocketHost
 from ..link import TunLink
-from ..netns import Namespace, NamespaceError
+from ..netns import Namespace, NamespaceError, write_sysctl
 from . import APP, STATE, SYSCTL, ADDRESSES, Stack, StackError
 
 IFA_F_NODAD = 0x02
@@ -103,14 +103,10 @@ class LinuxStack(Stack):
 
     @staticmethod
     def _write_proc(key: str, value) -> None:
-        path = "/proc/sys/" + key.replace(".", "/")
         try:
-            with open(path, "w") as f:
-                f.write(str(value))
-        except FileNotFoundError:
-            raise StackError(f"unknown sysctl {key}: no {path} in a fresh namespace (--sysctl KEY=VALUE)") from None
-        except OSError as e:
-            raise StackError(f"cannot set sysctl {key}={value} in the SUT namespace: {e.strerror}") from None
+            write_sysctl(key, value)
+        except NamespaceError as e:
+            raise StackError(f"{e} (--sysctl KEY=VALUE)") from None
 
     def _socket(self, family: int) -> socket.socket:
         with self.ns.entered():

@@ -24,7 +24,7 @@ from pyroute2 import IPRoute
 
 from ..agent import VERSION, App, AppError, StreamTransport
 from ..l2 import LinkError, PacketLink
-from ..netns import Namespace
+from ..netns import Namespace, write_sysctl
 from . import APP, Stack, StackError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,8 +86,7 @@ class TapStack(Stack):
         with IPRoute() as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
             ipr.link("add", ifname="tap0", kind="tuntap", mode="tap")
-            with open("/proc/sys/net/ipv6/conf/tap0/disable_ipv6", "w") as f:
-                f.write("1")
+            write_sysctl("net.ipv6.conf.tap0.disable_ipv6", 1)
             idx = ipr.link_lookup(ifname="tap0")[0]
             ipr.link("set", index=idx, state="up")
             self.mtu = ipr.get_links(idx)[0].get_attr("IFLA_MTU")
