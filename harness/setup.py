@@ -63,15 +63,15 @@ def report_tools() -> None:
 
 
 def stack_tools(name: str) -> None:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     if name == "linux":
         return
-    from .stacks import STACKS
-    if name not in STACKS:
-        raise SetupError(f"unknown stack {name!r}: choose one of {', '.join(sorted(STACKS))}")
-    subprocess.run([str(PY), "-c", f"import harness.stacks as s; s.stack_class({name!r}).setup()"],
-                   check=True, cwd=ROOT)
+    # The stack's setup() runs in .venv (harness.stacks needs scapy); its
+    # StackError (an unknown name, a missing tool) is the one line the user sees.
+    code = (f"import sys, harness.stacks as s\n"
+            f"try:\n    s.stack_class({name!r}).setup()\n"
+            f"except s.StackError as e:\n    sys.exit(f'setup: {{e}}')\n")
+    if subprocess.run([str(PY), "-c", code], cwd=ROOT).returncode != 0:
+        raise SetupError("")
 
 
 def main(argv=None) -> int:
@@ -88,7 +88,8 @@ def main(argv=None) -> int:
         for name in a.stack:
             stack_tools(name)
     except SetupError as e:
-        print(f"setup: {e}", file=sys.stderr)
+        if str(e):
+            print(f"setup: {e}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as e:
         print(f"setup: {e}", file=sys.stderr)

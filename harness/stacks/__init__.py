@@ -24,6 +24,7 @@ from ..trace import Trace
 STACKS = {
     "linux": "harness.stacks.linux:LinuxStack",
     "remote": "harness.stacks.remote:RemoteStack",
+    "lwip": "harness.stacks.lwip:LwipStack",
 }
 
 ADDRESSES = {
