@@ -216,9 +216,12 @@ def rng(request, tcpconf) -> random.Random:
 
 
 @pytest.fixture
-def tolerance(pytestconfig) -> Tolerance:
+def tolerance(pytestconfig, tcpconf) -> Tolerance:
+    """--tolerance-ms / --tolerance-pct, plus the stack's timer tick where its
+    profile documents one ([values.timer_granularity], seconds)."""
+    tick = tcpconf["profile"].values.get("timer_granularity", {}).get("value", 0.0)
     return Tolerance(pytestconfig.getoption("tolerance_ms") / 1000.0,
-                     pytestconfig.getoption("tolerance_pct") / 100.0)
+                     pytestconfig.getoption("tolerance_pct") / 100.0, float(tick))
 
 
 @pytest.fixture

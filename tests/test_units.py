@@ -192,6 +192,12 @@ def test_tolerance_is_the_larger_of_absolute_and_relative():
     assert tol.within(1.0, 1.12) and not tol.within(1.0, 1.13)
 
 
+def test_timer_granularity_widens_the_allowance_by_one_tick():
+    tol = Tolerance(0.025, 0.125, granularity=0.5)
+    assert tol.allowed(3.0) == 0.875 and tol.within(3.0, 2.2) and not tol.within(3.0, 2.1)
+    assert tol.latest(1.0) == 1.625
+
+
 def test_interval_outside_tolerance_is_a_timing_failure():
     with pytest.raises(TimingFailure, match=r"^timing: RFC6298/5\.5"):
         require_interval(1.5, 1.0, Tolerance(0.025, 0.125), "RFC6298/5.5", "RTO")
