@@ -21,6 +21,7 @@ import zlib
 import pytest
 
 from . import netns
+from .agent import AppError
 from .catalog import Catalog, CatalogError, Profile
 from .peer import Peer
 from .stacks import APP, SYSCTL, StackConfig, StackError, check_options, stack_class
@@ -316,7 +317,9 @@ def _allure_case(request, tcpconf):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     """The title in words (allure-pytest sets the name when the call starts,
-    so a title given earlier would be overwritten)."""
+    so a title given earlier would be overwritten). An operation or socket
+    option the stack's agent lacks (EOPNOTSUPP) skips the case: a missing
+    capability, not a failure."""
     if _case_id(item) is not None and getattr(item, "function", None) is not None:
         import allure
         doc = (item.function.__doc__ or "").strip().splitlines()
@@ -327,7 +330,12 @@ def pytest_runtest_call(item):
             title += f" [{', '.join(f'{k}={v}' for k, v in item.callspec.params.items())}]"
         allure.dynamic.title(title)
         allure.dynamic.description(cat[cid].description.strip() if cid in cat else "")
-    return (yield)
+    try:
+        return (yield)
+    except AppError as e:
+        if e.error != "EOPNOTSUPP":
+            raise
+        pytest.skip(f"stack {item.config.stash[STATE]['stack']} lacks it: {e.message}")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -886,7 +886,8 @@ static int op_state(struct ctx *c, const struct jv *req)
     bputs(&b, "[");
     LOCK_TCPIP_CORE();
     for (l = tcp_listen_pcbs.listen_pcbs; l; l = l->next)
-        put_pcb(&b, &first, port, &l->local_ip, l->local_port, IP_ADDR_ANY, 0, (int)l->state);
+        put_pcb(&b, &first, port, &l->local_ip, l->local_port, IP_IS_V6(&l->local_ip) ? IP6_ADDR_ANY : IP4_ADDR_ANY, 0,
+                (int)l->state);
     for (pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
         put_pcb(&b, &first, port, &pcb->local_ip, pcb->local_port, &pcb->remote_ip, pcb->remote_port, (int)pcb->state);
     for (pcb = tcp_tw_pcbs; pcb; pcb = pcb->next)
