@@ -633,6 +633,8 @@ static int apply_options(struct ctx *c, int fd, const struct jv *options)
 
 /* --- operations ---------------------------------------------------------------------- */
 
+static void settle(void);
+
 static const char *OPS[] = { "accept", "bye", "close", "connect", "error", "getsockopt", "hello", "listen",
                              "recv", "send", "setsockopt", "shutdown", "state" };
 
@@ -951,8 +953,10 @@ static int handle(const char *line, size_t len, struct buf *reply)
         if (i == sizeof(DISPATCH) / sizeof(DISPATCH[0]))
             fail(&c, "EOPNOTSUPP", "unknown operation '%s'; protocol %d on lwIP knows accept, bye, close, connect, "
                  "error, getsockopt, hello, listen, recv, send, setsockopt, shutdown, state", op->str, PROTOCOL_VERSION);
-        else if (DISPATCH[i].fn(&c, &req) == 0)
-            bye = DISPATCH[i].fn == op_bye;
+        else {
+            if (DISPATCH[i].fn != op_hello && DISPATCH[i].fn != op_bye) settle();
+            if (DISPATCH[i].fn(&c, &req) == 0) bye = DISPATCH[i].fn == op_bye;
+        }
     }
     if (c.error) {
         bputs(reply, "{\"ok\":false,\"error\":");
@@ -993,23 +997,59 @@ static err_t tap_linkoutput(struct netif *netif, struct pbuf *p)
     return ERR_OK;
 }
 
+static int reader_busy;            /* the reader holds a frame not yet handed to lwIP */
+
 /* The receive thread: every frame the TAP gives goes to lwIP's tcpip thread. */
 static void tap_reader(void *arg)
 {
     static unsigned char frame[65536];
     struct netif *netif = arg;
     for (;;) {
-        ssize_t n = read(tap_fd, frame, sizeof(frame));
+        struct pollfd w = { tap_fd, POLLIN, 0 };
         struct pbuf *p;
-        if (n < 0) {
-            if (errno == EINTR) continue;
+        ssize_t n;
+        if (poll(&w, 1, -1) < 0 && errno != EINTR) {
+            perror("lwip-agent: poll the TAP");
+            exit(1);
+        }
+        /* Busy before the frame leaves the TAP's queue: see settle(). */
+        __atomic_store_n(&reader_busy, 1, __ATOMIC_SEQ_CST);
+        n = read(tap_fd, frame, sizeof(frame));
+        if (n < 0 && errno != EINTR && errno != EAGAIN) {
             perror("lwip-agent: read from the TAP");
             exit(1);
         }
-        if (n == 0 || n > 0xFFFF || !(p = pbuf_alloc(PBUF_RAW, (u16_t)n, PBUF_RAM))) continue;
-        pbuf_take(p, frame, (u16_t)n);
-        if (netif->input(p, netif) != ERR_OK) pbuf_free(p);
+        if (n > 0 && n <= 0xFFFF && (p = pbuf_alloc(PBUF_RAW, (u16_t)n, PBUF_RAM))) {
+            pbuf_take(p, frame, (u16_t)n);
+            if (netif->input(p, netif) != ERR_OK) pbuf_free(p);
+        }
+        __atomic_store_n(&reader_busy, 0, __ATOMIC_SEQ_CST);
     }
+}
+
+static void signal_sem(void *arg)
+{
+    sys_sem_signal((sys_sem_t *)arg);
+}
+
+/* Let lwIP process every frame the tester has written before this request,
+   as a kernel does within the write: wait (at most 200 ms) until the TAP's
+   queue is empty and the reader idle, then for the tcpip thread to reach a
+   callback queued behind the frames the reader handed over. Every operation
+   runs after it, so a case's segments and calls take effect in its order. */
+static void settle(void)
+{
+    double deadline = now() + 0.2;
+    sys_sem_t done;
+    for (;;) {
+        struct pollfd w = { tap_fd, POLLIN, 0 };
+        int queued = poll(&w, 1, 0) > 0 && (w.revents & POLLIN);
+        if ((!queued && !__atomic_load_n(&reader_busy, __ATOMIC_SEQ_CST)) || now() > deadline) break;
+        usleep(50);
+    }
+    if (sys_sem_new(&done, 0) != ERR_OK) return;
+    if (tcpip_callback(signal_sem, &done) == ERR_OK) sys_sem_wait(&done);
+    sys_sem_free(&done);
 }
 
 /* netif_add's init: open the TAP and describe the interface. */
