@@ -157,7 +157,10 @@ def pytest_collection_modifyitems(session, config, items):
             problems.append(f"{item.nodeid}: case {cid!r} is not in the catalog (cases/*.toml)")
             continue
         family = item.callspec.params.get("family") if hasattr(item, "callspec") else None
-        dev = st["profile"].deviation(cid, item.originalname, family)
+        ids = item.callspec.id.split("-") if hasattr(item, "callspec") else []
+        if family in ids:
+            ids.remove(family)
+        dev = st["profile"].deviation(cid, item.originalname, family, "-".join(ids))
         if dev:
             item.add_marker(pytest.mark.xfail(reason=f"known deviation of {st['stack']} ({dev['rule']}): {dev['reason']}",
                                               strict=True, raises=AssertionError))
