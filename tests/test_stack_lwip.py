@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import ROOT
+from faults import Fault, FaultPlugin
 from harness.agent import AppError
 from harness.stacks import StackConfig
 from harness.stacks.lwip import LwipStack
@@ -108,3 +109,16 @@ def test_an_option_lwip_lacks_skips_the_case_and_a_typo_fails_it(run_case, pytes
     r = run_case("--stack", "lwip", "--family", "ipv4", "-rs", "test_needs_options.py")
     r.assert_outcomes(skipped=1, failed=1)
     r.stdout.fnmatch_lines(["*EINVAL: no socket option 'TCP_SYNCOUNT'*", "*stack lwip lacks it: lwIP has no TCP_SYNCNT*"])
+
+
+@pytest.mark.parametrize("test, fault", [
+    ("test_handshake.py::test_data_on_third_ack_is_delivered", Fault("A", nth=1, action="ack", offset=-1)),
+    ("test_teardown.py::test_fin_retransmitted_into_time_wait", Fault("A", nth=3, action="drop")),
+], ids=["data-ack-ack-1", "time-wait-drop-ack3"])
+def test_smoke_cases_fail_against_lwip_when_broken(run_case, test, fault):
+    """Negative controls through the lwIP adapter: the checked behaviour
+    broken on the TAP link fails the case, naming its requirement."""
+    result = run_case(f"conformance/{test}[ipv4]", "--stack", "lwip", plugins=[FaultPlugin(fault)])
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "RFC9293/3.10.7.4" in out and "expected:" in out and "seen:" in out
