@@ -330,6 +330,10 @@ class App:
         self.address = address       # the SUT's address
 
     def call(self, op: str, **args) -> dict:
+        for name in [args.get("name")] if op in ("setsockopt", "getsockopt") else list(args.get("options") or ()):
+            if name not in OPTIONS:      # a typo in a case: an error, not a capability the stack lacks
+                raise AppError("EINVAL", f"no socket option {name!r} in protocol {VERSION}; "
+                                         f"known: {', '.join(sorted(OPTIONS))}")
         reply = self._call({"op": op, **args})
         if not reply.get("ok"):
             raise AppError(reply.get("error", "EIO"), reply.get("message", ""))

@@ -200,11 +200,14 @@ class Profile:
             if d["case"] not in catalog:
                 raise CatalogError(f"{self.source}: deviation for unknown case {d['case']!r}")
 
-    def deviation(self, case_id: str, test: str, family: str) -> dict | None:
+    def deviation(self, case_id: str, test: str, family: str, variant: str = "") -> dict | None:
+        """The deviation documented for this test: `tests` lists test
+        functions, or one parametrization as `name[variant]` (its ids
+        without the family, e.g. test_x[seq-at-rcv-nxt])."""
         for d in self.deviations:
             if d["case"] != case_id:
                 continue
-            if "tests" in d and test not in d["tests"]:
+            if "tests" in d and test not in d["tests"] and f"{test}[{variant}]" not in d["tests"]:
                 continue
             if "families" in d and family not in d["families"]:
                 continue

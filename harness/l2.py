@@ -45,6 +45,10 @@ class PacketLink(Link):
         self.addresses = addresses
         self.sut_addr = sut_addr
         self.sut_mac: str | None = None
+        # The SUT's MAC where the stack fixes it: neighbour solicitations then
+        # go to it and its address (unicast, RFC 4861 §7.2.2), for stacks that
+        # do not listen on the solicited-node multicast group (lwIP without MLD).
+        self.sut_mac_hint: str | None = None
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         try:
             self.sock.bind((ifname, ETH_P_ALL))
@@ -137,6 +141,10 @@ class PacketLink(Link):
         if ":" not in self.sut_addr:
             return bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=self.mac) /
                          ARP(op=1, hwsrc=self.mac, psrc=self.addresses["ipv4"], pdst=self.sut_addr))
+        if self.sut_mac_hint is not None:
+            return bytes(Ether(dst=self.sut_mac_hint, src=self.mac) /
+                         IPv6(src=self.addresses["ipv6"], dst=self.sut_addr, hlim=255) /
+                         ICMPv6ND_NS(tgt=self.sut_addr) / ICMPv6NDOptSrcLLAddr(lladdr=self.mac))
         group = in6_getnsma(inet_pton(socket.AF_INET6, self.sut_addr))
         return bytes(Ether(dst=in6_getnsmac(group), src=self.mac) /
                      IPv6(src=self.addresses["ipv6"], dst=socket.inet_ntop(socket.AF_INET6, group), hlim=255) /

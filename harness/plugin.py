@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from . import netns
+from .agent import AppError
 from .catalog import Catalog, CatalogError, Profile
 from .peer import Peer
 from .render import ladder, svg
@@ -304,7 +305,10 @@ def pytest_collection_modifyitems(session, config, items):
             problems.append(f"{item.nodeid}: case {cid!r} is not in the catalog (cases/*.toml)")
             continue
         family = item.callspec.params.get("family") if hasattr(item, "callspec") else None
-        dev = st["profile"].deviation(cid, item.originalname, family)
+        ids = item.callspec.id.split("-") if hasattr(item, "callspec") else []
+        if family in ids:
+            ids.remove(family)
+        dev = st["profile"].deviation(cid, item.originalname, family, "-".join(ids))
         if dev:
             item.add_marker(pytest.mark.xfail(reason=f"known deviation of {st['stack']} ({dev['rule']}): {dev['reason']}",
                                               strict=True, raises=AssertionError))
@@ -364,9 +368,12 @@ def rng(request, tcpconf) -> random.Random:
 
 
 @pytest.fixture
-def tolerance(pytestconfig) -> Tolerance:
+def tolerance(pytestconfig, tcpconf) -> Tolerance:
+    """--tolerance-ms / --tolerance-pct, plus the stack's timer tick where its
+    profile documents one ([values.timer_granularity], seconds)."""
+    tick = tcpconf["profile"].values.get("timer_granularity", {}).get("value", 0.0)
     return Tolerance(pytestconfig.getoption("tolerance_ms") / 1000.0,
-                     pytestconfig.getoption("tolerance_pct") / 100.0)
+                     pytestconfig.getoption("tolerance_pct") / 100.0, float(tick))
 
 
 @pytest.fixture
@@ -470,7 +477,9 @@ def _allure_case(request, tcpconf):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     """The title in words (allure-pytest sets the name when the call starts,
-    so a title given earlier would be overwritten)."""
+    so a title given earlier would be overwritten). An operation or socket
+    option the stack's agent lacks (EOPNOTSUPP) skips the case: a missing
+    capability, not a failure."""
     if _case_id(item) is not None and getattr(item, "function", None) is not None:
         import allure
         doc = (item.function.__doc__ or "").strip().splitlines()
@@ -481,7 +490,12 @@ def pytest_runtest_call(item):
             title += f" [{item.callspec.id}]"          # as in the node id: [ipv4-retries-2]
         allure.dynamic.title(title)
         allure.dynamic.description(cat[cid].description.strip() if cid in cat else "")
-    return (yield)
+    try:
+        return (yield)
+    except AppError as e:
+        if e.error != "EOPNOTSUPP":
+            raise
+        pytest.skip(f"stack {item.config.stash[STATE]['stack']} lacks it: {e.message}")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -54,14 +54,18 @@ class Tolerance:
     Kernel timers fire late under load (and one jiffy early or late from
     rounding), so the allowance grows with the interval, as packetdrill's
     --tolerance_percent does: the larger of `absolute` seconds and `relative`
-    times the expected interval. See README, "Timing".
+    times the expected interval. A stack whose timers count coarse ticks
+    (lwIP: 500 ms) fires a timer up to one tick early or late, by where the
+    event that armed it fell between two ticks: its profile's
+    `timer_granularity` is added as `granularity`. See README, "Timing".
     """
 
     absolute: float = 0.025
     relative: float = 0.125
+    granularity: float = 0.0
 
     def allowed(self, expected: float) -> float:
-        return max(self.absolute, self.relative * expected)
+        return max(self.absolute, self.relative * expected) + self.granularity
 
     def within(self, expected: float, seen: float) -> bool:
         return abs(seen - expected) <= self.allowed(expected)

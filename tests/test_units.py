@@ -191,6 +191,12 @@ def test_tolerance_is_the_larger_of_absolute_and_relative():
     assert tol.within(1.0, 1.12) and not tol.within(1.0, 1.13)
 
 
+def test_timer_granularity_widens_the_allowance_by_one_tick():
+    tol = Tolerance(0.025, 0.125, granularity=0.5)
+    assert tol.allowed(3.0) == 0.875 and tol.within(3.0, 2.2) and not tol.within(3.0, 2.1)
+    assert tol.latest(1.0) == 1.625
+
+
 def test_interval_outside_tolerance_is_a_timing_failure():
     with pytest.raises(TimingFailure, match=r"^timing: RFC6298/5\.5"):
         require_interval(1.5, 1.0, Tolerance(0.025, 0.125), "RFC6298/5.5", "RTO")
@@ -228,6 +234,18 @@ def test_duplicate_case_ids_are_rejected(tmp_path):
     (tmp_path / "two.toml").write_text(entry)
     with pytest.raises(CatalogError, match="also defined"):
         Catalog.load(tmp_path)
+
+
+def test_catalog_loads_the_lwip_profile_too():
+    Profile.load("lwip").check_cases(Catalog.load())
+
+
+def test_a_deviation_can_name_one_parametrization_of_a_test(tmp_path):
+    (tmp_path / "x.toml").write_text('stack = "x"\n[[deviation]]\ncase = "a.b"\ntests = ["test_t[seq-at-rcv-nxt]"]\n'
+                                     'rule = "RFC9293/3.10.7.4"\nreason = "r"\n')
+    p = Profile.load("x", tmp_path)
+    assert p.deviation("a.b", "test_t", "ipv4", "seq-at-rcv-nxt")
+    assert not p.deviation("a.b", "test_t", "ipv4", "seq-below") and not p.deviation("a.b", "test_t", "ipv6")
 
 
 def test_profile_must_name_its_stack_and_valid_behaviour(tmp_path):

@@ -25,6 +25,7 @@ STACKS = {
     "linux": "harness.stacks.linux:LinuxStack",
     "remote": "harness.stacks.remote:RemoteStack",
     "gvisor": "harness.stacks.gvisor:GvisorStack",
+    "lwip": "harness.stacks.lwip:LwipStack",
 }
 
 ADDRESSES = {

@@ -1,0 +1,112 @@
+"""lwIP 2.1.3 as Debian builds it (liblwip0: the unix port), on a TAP device.
+
+Rules of this file:
+- The stack is Debian's liblwip as shipped: its options are compiled into
+  the library (/usr/include/lwip/lwipopts.h and lwIP's opt.h defaults), so
+  nothing is tunable here (no `sysctl` capability); what it does is written
+  down in cases/profiles/lwip.toml.
+- The agent (lwip_agent.c next to this file, built into build/lwip-agent by
+  `python3 -m harness.setup --stack lwip`) runs lwIP in the case's
+  namespace on `tap0` with the SUT's one address, and speaks the
+  app-control protocol of harness.agent. TCP states come from lwIP's PCB
+  lists (capability `state`).
+- The agent drives the TAP with its own small driver: Debian's tapif
+  corrupts the heap on any frame over ~590 bytes (see lwip_agent.c). It
+  keeps tapif's MAC, 02:12:34:56:78:ab, and like tapif joins no multicast
+  group, so the tester solicits the SUT's IPv6 address by unicast.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from . import ADDRESSES, APP, STATE, StackError
+from .tap import BUILD, TapStack
+
+PACKAGES = ("liblwip-dev", "liblwip0")
+SOURCE = Path(__file__).with_name("lwip_agent.c")
+
+
+def _run(cmd: list, what: str, **kw) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, **kw)
+    except FileNotFoundError:
+        raise StackError(f"{cmd[0]} is not installed: {what}") from None
+
+
+def _packages_missing() -> list[str]:
+    if shutil.which("dpkg-query") is None:
+        return [] if Path("/usr/include/lwip/netif/tapif.h").exists() else list(PACKAGES)
+    out = _run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n", *PACKAGES], "").stdout
+    ok = {line.split()[0] for line in out.splitlines() if line.split()[1:2] == ["ii"]}
+    return [p for p in PACKAGES if p not in ok]
+
+
+class LwipStack(TapStack):
+    name = "lwip"
+    capabilities = frozenset({APP, STATE})
+    families = ("ipv4", "ipv6")
+    sut_mac = "02:12:34:56:78:ab"      # the MAC lwIP's unix port (tapif.c) gives itself
+    option_names = {}
+
+    @classmethod
+    def agent_path(cls) -> Path:
+        return BUILD / "lwip-agent"
+
+    def agent_command(self) -> list[str]:
+        return [str(self.agent_path()), self.sut_mac, f"{self.sut_addr}/{ADDRESSES[self.family]['prefix']}"]
+
+    def agent_env(self) -> dict:
+        return {"PRECONFIGURED_TAPIF": "tap0"}     # the TAP, named as lwIP's unix port names it
+
+    def _configure(self) -> None:
+        super()._configure()
+        self.link.sut_mac_hint = self.sut_mac
+
+    def version(self) -> str:
+        lwip = self.app.hello().get("lwip", "?") if self.app is not None else "?"
+        pkg = _run(["dpkg-query", "-W", "-f", "${Version}", "liblwip0"], "").stdout.strip() \
+            if shutil.which("dpkg-query") else ""
+        return f"lwIP {lwip}" + (f" (Debian liblwip0 {pkg})" if pkg else "")
+
+    # --- set-up ------------------------------------------------------------------------------
+    @classmethod
+    def setup(cls) -> None:
+        missing = _packages_missing()
+        if missing:
+            cls._install(missing)
+        for tool, package in (("gcc", "gcc"), ("pkg-config", "pkg-config")):
+            if shutil.which(tool) is None:
+                raise StackError(f"{tool} is not installed: apt-get install {package} (the lwIP agent is built with it)")
+        agent = cls.agent_path()
+        if agent.exists() and agent.stat().st_mtime >= SOURCE.stat().st_mtime:
+            return
+        flags = _run(["pkg-config", "--cflags", "--libs", "lwip"], "apt-get install pkg-config")
+        if flags.returncode != 0:
+            raise StackError("pkg-config finds no lwip: apt-get install liblwip-dev")
+        agent.parent.mkdir(parents=True, exist_ok=True)
+        cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-o", str(agent), str(SOURCE), *flags.stdout.split(), "-lpthread", "-lm"]
+        print(f"setup: building {agent.relative_to(BUILD.parent)} ({' '.join(cmd)})", flush=True)
+        r = _run(cmd, "apt-get install gcc")
+        if r.returncode != 0:
+            raise StackError(f"building the lwIP agent failed: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
+
+    @staticmethod
+    def _install(packages: list[str]) -> None:
+        if shutil.which("apt-get") is None:
+            raise StackError(f"lwIP needs Debian's {' and '.join(packages)}: install them (no apt-get here)")
+        if os.geteuid() != 0:
+            raise StackError(f"lwIP needs {' '.join(packages)}: run as root, or apt-get install {' '.join(packages)}")
+        print(f"setup: installing {' '.join(packages)} (apt-get)", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300",
+                   *packages]
+        r = _run(install, "", env=env)
+        if r.returncode != 0:                    # stale package lists: refresh once
+            _run(["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=300"], "", env=env)
+            r = _run(install, "", env=env)
+        if r.returncode != 0:
+            tail = (r.stderr or r.stdout).strip().splitlines()
+            raise StackError(f"apt-get install {' '.join(packages)} failed: {tail[-1] if tail else r.returncode}")

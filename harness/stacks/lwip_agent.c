@@ -1,0 +1,1189 @@
+/* tcpconf app-control agent for lwIP: Debian's liblwip (the unix port's build) on a TAP device.
+ *
+ * Rules of this file:
+ * - It speaks the app-control protocol of harness/agent.py (PROTOCOL there,
+ *   version 1): one JSON request per line on stdin, one JSON reply per line
+ *   on stdout, in order. Nothing else reaches stdout: lwIP's own messages
+ *   (assertions) are sent to stderr.
+ * - It runs lwIP as Debian builds it (tcpip thread, pthread sys_arch) with
+ *   one Ethernet interface on the TAP named by PRECONFIGURED_TAPIF, with the
+ *   MAC and the one address given on the command line, and keeps the link
+ *   quiet otherwise: no duplicate address detection, no router solicitation,
+ *   no MLD.
+ * - The interface driver is this file's, not Debian's tapif: tapif receives
+ *   into PBUF_POOL buffers, which liblwip0 2.1.3+dfsg1-2 allocates at 616
+ *   bytes while pbuf_alloc fills them up to 1536 (memp and pbuf disagree on
+ *   PBUF_POOL_BUFSIZE), so any frame over ~590 bytes corrupts the heap. This
+ *   driver receives into PBUF_RAM buffers of the frame's size.
+ * - The application is lwIP's socket API (lwip_*). Every socket is
+ *   non-blocking; waits use lwip_poll with the request's timeout. TCP states
+ *   come from lwIP's PCB lists, read with the tcpip core lock held (the lock
+ *   the tcpip thread holds while it processes segments and timers).
+ * - Socket options map to lwIP's where lwIP has them; the others answer
+ *   EOPNOTSUPP naming what lwIP has instead. Errors are errno names.
+ *
+ * Build (python3 -m harness.setup --stack lwip does it):
+ *   gcc -O2 -Wall -Wextra -o build/lwip-agent harness/stacks/lwip_agent.c \
+ *       $(pkg-config --cflags --libs lwip) -lpthread -lm
+ * Run:  PRECONFIGURED_TAPIF=tap0 build/lwip-agent 02:12:34:56:78:ab 198.18.0.1/24   (or 2001:2::1/64)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
+
+#include "lwip/ethip6.h"
+#include "lwip/init.h"
+#include "lwip/ip_addr.h"
+#include "lwip/netif.h"
+#include "lwip/pbuf.h"
+#include "lwip/priv/tcp_priv.h"
+#include "lwip/sockets.h"
+#include "lwip/sys.h"
+#include "lwip/tcpip.h"
+#include "netif/etharp.h"
+
+#define PROTOCOL_VERSION 1
+#define MAX_SOCKETS 1024
+#define MAX_RECV (1 << 20)
+
+/* --- JSON values: a small reader for the protocol's requests ------------------------- */
+
+enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ };
+
+struct jv {
+    enum jtype t;
+    double num;          /* J_NUM; J_BOOL as 0 or 1 */
+    char *str;           /* J_STR, NUL-terminated (\u0000 is refused) */
+    size_t n;            /* J_ARR, J_OBJ: number of items */
+    struct jv *items;    /* J_ARR, J_OBJ: the values */
+    char **keys;         /* J_OBJ: the keys */
+};
+
+struct jparser {
+    const char *p, *end;
+    const char *err;
+};
+
+static void jfree(struct jv *v)
+{
+    size_t i;
+    free(v->str);
+    for (i = 0; i < v->n; i++) {
+        jfree(&v->items[i]);
+        if (v->keys)
+            free(v->keys[i]);
+    }
+    free(v->items);
+    free(v->keys);
+    memset(v, 0, sizeof(*v));
+}
+
+static void jspace(struct jparser *jp)
+{
+    while (jp->p < jp->end && (*jp->p == ' ' || *jp->p == '\t' || *jp->p == '\r' || *jp->p == '\n'))
+        jp->p++;
+}
+
+static int jfail(struct jparser *jp, const char *why)
+{
+    if (!jp->err)
+        jp->err = why;
+    return -1;
+}
+
+static int hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+    int i;
+    for (i = 0; i < 4; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static size_t utf8(unsigned cp, char *out)
+{
+    if (cp < 0x80) { out[0] = (char)cp; return 1; }
+    if (cp < 0x800) { out[0] = (char)(0xC0 | (cp >> 6)); out[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12)); out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F)); return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18)); out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* A string literal at jp->p (on the opening quote) -> malloc'd UTF-8. */
+static char *jstring(struct jparser *jp)
+{
+    const char *s = jp->p + 1;
+    char *out, *o;
+    /* The decoded text is never longer than the literal. */
+    out = o = malloc((size_t)(jp->end - s) + 1);
+    if (!out) { jfail(jp, "out of memory"); return NULL; }
+    while (s < jp->end && *s != '"') {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20) { jfail(jp, "control character in a string"); goto bad; }
+        if (c != '\\') { *o++ = *s++; continue; }
+        if (++s >= jp->end) break;
+        switch (*s) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (jp->end - s < 5 || hex4(s + 1, &cp)) { jfail(jp, "bad \\u escape"); goto bad; }
+            s += 4;
+            if (cp >= 0xD800 && cp < 0xDC00) {       /* a surrogate pair */
+                if (jp->end - s < 7 || s[1] != '\\' || s[2] != 'u' || hex4(s + 3, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
+                    jfail(jp, "unpaired surrogate in a \\u escape");
+                    goto bad;
+                }
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                s += 6;
+            } else if (cp >= 0xDC00 && cp < 0xE000) {
+                jfail(jp, "unpaired surrogate in a \\u escape");
+                goto bad;
+            }
+            if (cp == 0) { jfail(jp, "\\u0000 in a string"); goto bad; }
+            o += utf8(cp, o);
+            break;
+        }
+        default:
+            jfail(jp, "bad escape in a string");
+            goto bad;
+        }
+        s++;
+    }
+    if (s >= jp->end) { jfail(jp, "unterminated string"); goto bad; }
+    *o = 0;
+    jp->p = s + 1;
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+static int jvalue(struct jparser *jp, struct jv *v, int depth);
+
+static int jcontainer(struct jparser *jp, struct jv *v, int depth, char close)
+{
+    size_t cap = 0;
+    v->t = close == '}' ? J_OBJ : J_ARR;
+    jp->p++;
+    jspace(jp);
+    if (jp->p < jp->end && *jp->p == close) { jp->p++; return 0; }
+    for (;;) {
+        char *key = NULL;
+        jspace(jp);
+        if (close == '}') {
+            if (jp->p >= jp->end || *jp->p != '"') return jfail(jp, "object keys are strings");
+            if (!(key = jstring(jp))) return -1;
+            jspace(jp);
+            if (jp->p >= jp->end || *jp->p != ':') { free(key); return jfail(jp, "':' expected after a key"); }
+            jp->p++;
+        }
+        if (v->n == cap) {
+            size_t ncap = cap ? 2 * cap : 4;
+            struct jv *items = realloc(v->items, ncap * sizeof(*items));
+            char **keys = close == '}' ? realloc(v->keys, ncap * sizeof(*keys)) : NULL;
+            if (items) v->items = items;
+            if (keys) v->keys = keys;
+            if (!items || (close == '}' && !keys)) { free(key); return jfail(jp, "out of memory"); }
+            cap = ncap;
+        }
+        memset(&v->items[v->n], 0, sizeof(v->items[0]));
+        if (v->keys) v->keys[v->n] = key;
+        v->n++;
+        if (jvalue(jp, &v->items[v->n - 1], depth + 1)) return -1;
+        jspace(jp);
+        if (jp->p < jp->end && *jp->p == ',') { jp->p++; continue; }
+        if (jp->p < jp->end && *jp->p == close) { jp->p++; return 0; }
+        return jfail(jp, close == '}' ? "',' or '}' expected" : "',' or ']' expected");
+    }
+}
+
+static int jnumber(struct jparser *jp, struct jv *v)
+{
+    const char *s = jp->p;
+    char tmp[64];
+    size_t len;
+    if (s < jp->end && *s == '-') s++;
+    if (s >= jp->end || *s < '0' || *s > '9') return jfail(jp, "bad number");
+    if (*s == '0') s++;
+    else while (s < jp->end && *s >= '0' && *s <= '9') s++;
+    if (s < jp->end && *s == '.') {
+        s++;
+        if (s >= jp->end || *s < '0' || *s > '9') return jfail(jp, "bad number");
+        while (s < jp->end && *s >= '0' && *s <= '9') s++;
+    }
+    if (s < jp->end && (*s == 'e' || *s == 'E')) {
+        s++;
+        if (s < jp->end && (*s == '+' || *s == '-')) s++;
+        if (s >= jp->end || *s < '0' || *s > '9') return jfail(jp, "bad number");
+        while (s < jp->end && *s >= '0' && *s <= '9') s++;
+    }
+    len = (size_t)(s - jp->p);
+    if (len >= sizeof(tmp)) return jfail(jp, "number too long");
+    memcpy(tmp, jp->p, len);
+    tmp[len] = 0;
+    v->t = J_NUM;
+    v->num = strtod(tmp, NULL);
+    jp->p = s;
+    return 0;
+}
+
+static int jword(struct jparser *jp, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(jp->end - jp->p) < n || memcmp(jp->p, word, n) != 0) return 0;
+    jp->p += n;
+    return 1;
+}
+
+static int jvalue(struct jparser *jp, struct jv *v, int depth)
+{
+    if (depth > 8) return jfail(jp, "nested too deeply");
+    jspace(jp);
+    if (jp->p >= jp->end) return jfail(jp, "value expected");
+    switch (*jp->p) {
+    case '{': return jcontainer(jp, v, depth, '}');
+    case '[': return jcontainer(jp, v, depth, ']');
+    case '"':
+        v->t = J_STR;
+        return (v->str = jstring(jp)) ? 0 : -1;
+    case 't': if (jword(jp, "true")) { v->t = J_BOOL; v->num = 1; return 0; } break;
+    case 'f': if (jword(jp, "false")) { v->t = J_BOOL; v->num = 0; return 0; } break;
+    case 'n': if (jword(jp, "null")) { v->t = J_NULL; return 0; } break;
+    default: return jnumber(jp, v);
+    }
+    return jfail(jp, "unknown literal");
+}
+
+static int jparse(const char *text, size_t len, struct jv *v, const char **err)
+{
+    struct jparser jp = { text, text + len, NULL };
+    memset(v, 0, sizeof(*v));
+    if (jvalue(&jp, v, 0) == 0) {
+        jspace(&jp);
+        if (jp.p == jp.end) return 0;
+        jfail(&jp, "extra data after the value");
+    }
+    *err = jp.err;
+    jfree(v);
+    return -1;
+}
+
+static const struct jv *jget(const struct jv *obj, const char *key)
+{
+    size_t i;
+    if (!obj || obj->t != J_OBJ) return NULL;
+    for (i = 0; i < obj->n; i++)
+        if (strcmp(obj->keys[i], key) == 0) return &obj->items[i];
+    return NULL;
+}
+
+/* --- replies ----------------------------------------------------------------------- */
+
+struct buf {
+    char *s;
+    size_t len, cap;
+};
+
+static void bput(struct buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (b->len + n + 1 > cap) cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) { fprintf(stderr, "lwip-agent: out of memory\n"); exit(1); }
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = 0;
+}
+
+static void bputs(struct buf *b, const char *s) { bput(b, s, strlen(s)); }
+
+static void bprintf(struct buf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0) bput(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* A JSON string literal. */
+static void bstr(struct buf *b, const char *s)
+{
+    bputs(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') { char e[2] = { '\\', (char)c }; bput(b, e, 2); }
+        else if (c < 0x20) bprintf(b, "\\u%04x", c);
+        else bput(b, s, 1);
+    }
+    bputs(b, "\"");
+}
+
+/* The outcome of one request: the reply's fields, or an error. */
+struct ctx {
+    struct buf out;          /* "key":value,... without braces */
+    const char *error;       /* errno name, NULL on success */
+    char message[300];
+};
+
+static void field(struct ctx *c, const char *key)
+{
+    if (c->out.len) bputs(&c->out, ",");
+    bstr(&c->out, key);
+    bputs(&c->out, ":");
+}
+
+static int fail(struct ctx *c, const char *error, const char *fmt, ...)
+{
+    va_list ap;
+    c->error = error;
+    va_start(ap, fmt);
+    vsnprintf(c->message, sizeof(c->message), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static const char *errname(int e)
+{
+    const char *n = strerrorname_np(e);
+    return n ? n : "EIO";
+}
+
+static int fail_errno(struct ctx *c, const char *what)
+{
+    int e = errno;
+    return fail(c, errname(e), "%s: %s", what, strerror(e));
+}
+
+/* --- base64 ------------------------------------------------------------------------ */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void b64encode(struct buf *b, const unsigned char *p, size_t n)
+{
+    size_t i;
+    char q[4];
+    for (i = 0; i + 2 < n; i += 3) {
+        q[0] = B64[p[i] >> 2]; q[1] = B64[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
+        q[2] = B64[((p[i + 1] & 15) << 2) | (p[i + 2] >> 6)]; q[3] = B64[p[i + 2] & 63];
+        bput(b, q, 4);
+    }
+    if (n - i == 1) {
+        q[0] = B64[p[i] >> 2]; q[1] = B64[(p[i] & 3) << 4]; q[2] = '='; q[3] = '=';
+        bput(b, q, 4);
+    } else if (n - i == 2) {
+        q[0] = B64[p[i] >> 2]; q[1] = B64[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
+        q[2] = B64[(p[i + 1] & 15) << 2]; q[3] = '=';
+        bput(b, q, 4);
+    }
+}
+
+/* -> malloc'd bytes and their count, or NULL if `s` is not base64. */
+static unsigned char *b64decode(const char *s, size_t *n)
+{
+    size_t len = strlen(s), i, o = 0;
+    unsigned char *out;
+    if (len % 4) return NULL;
+    out = malloc(len / 4 * 3 + 1);
+    if (!out) return NULL;
+    for (i = 0; i < len; i += 4) {
+        int v[4], k;
+        for (k = 0; k < 4; k++) {
+            const char *at = strchr(B64, s[i + k]);
+            if (s[i + k] == '=' && i + 4 == len && k >= 2) v[k] = -1;
+            else if (s[i + k] && at) v[k] = (int)(at - B64);
+            else { free(out); return NULL; }
+        }
+        if (v[2] < 0 && v[3] >= 0) { free(out); return NULL; }
+        out[o++] = (unsigned char)((v[0] << 2) | (v[1] >> 4));
+        if (v[2] >= 0) out[o++] = (unsigned char)(((v[1] & 15) << 4) | (v[2] >> 2));
+        if (v[3] >= 0) out[o++] = (unsigned char)(((v[2] & 3) << 6) | v[3]);
+    }
+    *n = o;
+    return out;
+}
+
+/* --- sockets ------------------------------------------------------------------------- */
+
+static int socks[MAX_SOCKETS + 1];   /* protocol id -> lwIP descriptor, 0 = free */
+static int next_id = 1;
+
+static int add_socket(struct ctx *c, int fd)
+{
+    if (next_id > MAX_SOCKETS) {
+        lwip_close(fd);
+        return fail(c, "EMFILE", "the agent has handed out %d socket ids", MAX_SOCKETS);
+    }
+    socks[next_id] = fd;
+    return next_id++;
+}
+
+static int get_socket(struct ctx *c, const struct jv *req)
+{
+    const struct jv *id = jget(req, "id");
+    if (!id || id->t != J_NUM || id->num < 1 || id->num > MAX_SOCKETS || id->num != floor(id->num)
+        || !socks[(int)id->num]) {
+        fail(c, "EBADF", "no socket with that id");
+        return -1;
+    }
+    return (int)id->num;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Wait until `fd` has one of `events` (or an error), at most until `deadline`.
+   1: ready, 0: the deadline passed, -1: poll failed (errno). */
+static int wait_for(int fd, short events, double deadline)
+{
+    for (;;) {
+        struct pollfd p = { fd, events, 0 };
+        double left = deadline - now();
+        int r = lwip_poll(&p, 1, left > 0 ? (int)ceil(left * 1000.0) : 0);
+        if (r != 0) return r > 0 ? 1 : -1;
+        if (left <= 0 || now() >= deadline) return 0;
+    }
+}
+
+static int set_nonblocking(int fd, int on)
+{
+    return lwip_fcntl(fd, F_SETFL, on ? O_NONBLOCK : 0);
+}
+
+struct sa {
+    union { struct sockaddr sa; struct sockaddr_in in; struct sockaddr_in6 in6; } u;
+    socklen_t len;
+};
+
+static int family_of(struct ctx *c, const struct jv *req, int *af)
+{
+    const struct jv *f = jget(req, "family");
+    if (f && f->t == J_STR && strcmp(f->str, "ipv4") == 0) *af = AF_INET;
+    else if (f && f->t == J_STR && strcmp(f->str, "ipv6") == 0) *af = AF_INET6;
+    else return fail(c, "EINVAL", "bad arguments: family must be \"ipv4\" or \"ipv6\"");
+    return 0;
+}
+
+static int make_sa(struct ctx *c, int af, const struct jv *addr, const struct jv *port, struct sa *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!addr || addr->t != J_STR || !port || port->t != J_NUM || port->num < 0 || port->num > 65535
+        || port->num != floor(port->num))
+        return fail(c, "EINVAL", "bad arguments: an address is a string and a port a number 0..65535");
+    if (af == AF_INET) {
+        out->u.in.sin_family = AF_INET;
+        out->u.in.sin_port = htons((uint16_t)port->num);
+        out->len = sizeof(out->u.in);
+        if (inet_pton(AF_INET, addr->str, &out->u.in.sin_addr) != 1)
+            return fail(c, "EINVAL", "bad arguments: %s is not an IPv4 address", addr->str);
+    } else {
+        out->u.in6.sin6_family = AF_INET6;
+        out->u.in6.sin6_port = htons((uint16_t)port->num);
+        out->len = sizeof(out->u.in6);
+        if (inet_pton(AF_INET6, addr->str, &out->u.in6.sin6_addr) != 1)
+            return fail(c, "EINVAL", "bad arguments: %s is not an IPv6 address", addr->str);
+    }
+    return 0;
+}
+
+static void put_endpoint(struct buf *b, const struct sockaddr *sa)
+{
+    char text[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
+        port = ntohs(in6->sin6_port);
+    }
+    bputs(b, "[");
+    bstr(b, text);
+    bprintf(b, ",%d]", port);
+}
+
+/* --- socket options -------------------------------------------------------------------- */
+
+enum okind { K_INT, K_LINGER };
+
+struct option {
+    const char *name;
+    int level, optname;
+    enum okind kind;
+    const char *missing;     /* not NULL: lwIP has no such option, and this is why */
+};
+
+static const struct option OPTIONS[] = {
+    { "SO_REUSEADDR", SOL_SOCKET, SO_REUSEADDR, K_INT, NULL },
+    { "SO_KEEPALIVE", SOL_SOCKET, SO_KEEPALIVE, K_INT, NULL },
+    { "SO_LINGER", SOL_SOCKET, SO_LINGER, K_LINGER, NULL },
+    { "TCP_NODELAY", IPPROTO_TCP, TCP_NODELAY, K_INT, NULL },
+    { "TCP_KEEPIDLE", IPPROTO_TCP, TCP_KEEPIDLE, K_INT, NULL },
+    { "TCP_KEEPINTVL", IPPROTO_TCP, TCP_KEEPINTVL, K_INT, NULL },
+    { "TCP_KEEPCNT", IPPROTO_TCP, TCP_KEEPCNT, K_INT, NULL },
+    { "SO_RCVBUF", 0, 0, K_INT, "lwIP's SO_RCVBUF limits only UDP and raw receive queues; "
+                                "the TCP receive window is TCP_WND = 65535, compiled in" },
+    { "SO_SNDBUF", 0, 0, K_INT, "lwIP has no SO_SNDBUF; the send buffer is TCP_SND_BUF = 65535, compiled in" },
+    { "TCP_MAXSEG", 0, 0, K_INT, "lwIP has no TCP_MAXSEG; the MSS is TCP_MSS = 1460, compiled in" },
+    { "TCP_SYNCNT", 0, 0, K_INT, "lwIP has no TCP_SYNCNT; SYN retransmissions are TCP_SYNMAXRTX = 6, compiled in" },
+    { "TCP_LINGER2", 0, 0, K_INT, "lwIP has no TCP_LINGER2; FIN-WAIT-2 after close() ends after "
+                                  "TCP_FIN_WAIT_TIMEOUT = 20 s, compiled in" },
+    { "TCP_DEFER_ACCEPT", 0, 0, K_INT, "lwIP has no TCP_DEFER_ACCEPT" },
+    { "TCP_WINDOW_CLAMP", 0, 0, K_INT, "lwIP has no TCP_WINDOW_CLAMP; the window is TCP_WND = 65535, compiled in" },
+    { "TCP_USER_TIMEOUT", 0, 0, K_INT, "lwIP has no TCP_USER_TIMEOUT; a connection is dropped after "
+                                       "TCP_MAXRTX = 12 retransmissions, compiled in" },
+    { "TCP_QUICKACK", 0, 0, K_INT, "lwIP has no TCP_QUICKACK" },
+    { "TCP_FASTOPEN", 0, 0, K_INT, "lwIP has no TCP Fast Open" },
+    { "TCP_CONGESTION", 0, 0, K_INT, "lwIP has one built-in congestion control; it cannot be chosen" },
+};
+#define NOPTIONS (sizeof(OPTIONS) / sizeof(OPTIONS[0]))
+
+static const struct option *find_option(struct ctx *c, const struct jv *name)
+{
+    size_t i;
+    if (!name || name->t != J_STR) {
+        fail(c, "EINVAL", "bad arguments: an option name is a string");
+        return NULL;
+    }
+    for (i = 0; i < NOPTIONS; i++) {
+        if (strcmp(OPTIONS[i].name, name->str) != 0) continue;
+        if (OPTIONS[i].missing) {
+            fail(c, "EOPNOTSUPP", "%s", OPTIONS[i].missing);
+            return NULL;
+        }
+        return &OPTIONS[i];
+    }
+    fail(c, "EOPNOTSUPP", "unknown socket option %s", name->str);
+    return NULL;
+}
+
+static int set_option(struct ctx *c, int fd, const struct jv *name, const struct jv *value)
+{
+    const struct option *o = find_option(c, name);
+    if (!o) return -1;
+    if (o->kind == K_LINGER) {
+        struct linger l;
+        if (!value || value->t != J_ARR || value->n != 2 || value->items[0].t == J_STR || value->items[1].t != J_NUM)
+            return fail(c, "EINVAL", "bad arguments: SO_LINGER takes [on, seconds]");
+        l.l_onoff = (int)value->items[0].num;
+        l.l_linger = (int)value->items[1].num;
+        if (lwip_setsockopt(fd, o->level, o->optname, &l, sizeof(l)) < 0) return fail_errno(c, "setsockopt");
+    } else {
+        int v;
+        if (!value || (value->t != J_NUM && value->t != J_BOOL))
+            return fail(c, "EINVAL", "bad arguments: %s takes a number", o->name);
+        v = (int)value->num;
+        if (lwip_setsockopt(fd, o->level, o->optname, &v, sizeof(v)) < 0) return fail_errno(c, "setsockopt");
+    }
+    return 0;
+}
+
+static int apply_options(struct ctx *c, int fd, const struct jv *options)
+{
+    size_t i;
+    if (!options || options->t == J_NULL) return 0;
+    if (options->t != J_OBJ) return fail(c, "EINVAL", "bad arguments: options is an object");
+    for (i = 0; i < options->n; i++) {
+        struct jv name = { J_STR, 0, options->keys[i], 0, NULL, NULL };
+        if (set_option(c, fd, &name, &options->items[i])) return -1;
+    }
+    return 0;
+}
+
+/* --- operations ---------------------------------------------------------------------- */
+
+static void settle(void);
+
+static const char *OPS[] = { "accept", "bye", "close", "connect", "error", "getsockopt", "hello", "listen",
+                             "recv", "send", "setsockopt", "shutdown", "state" };
+
+static double timeout_of(const struct jv *req)
+{
+    const struct jv *t = jget(req, "timeout");
+    return t && t->t == J_NUM && t->num > 0 ? t->num : (t && t->t == J_NUM ? 0.0 : 1.0);
+}
+
+static int op_hello(struct ctx *c, const struct jv *req)
+{
+    size_t i;
+    (void)req;
+    field(c, "version"); bprintf(&c->out, "%d", PROTOCOL_VERSION);
+    field(c, "stack"); bstr(&c->out, "lwip");
+    field(c, "lwip"); bstr(&c->out, LWIP_VERSION_STRING);
+    field(c, "ops"); bputs(&c->out, "[");
+    for (i = 0; i < sizeof(OPS) / sizeof(OPS[0]); i++) {
+        if (i) bputs(&c->out, ",");
+        bstr(&c->out, OPS[i]);
+    }
+    bputs(&c->out, "]");
+    field(c, "options"); bputs(&c->out, "[");
+    for (i = 0; i < NOPTIONS; i++) {
+        if (OPTIONS[i].missing) continue;
+        if (c->out.s[c->out.len - 1] != '[') bputs(&c->out, ",");
+        bstr(&c->out, OPTIONS[i].name);
+    }
+    bputs(&c->out, "]");
+    return 0;
+}
+
+static int op_listen(struct ctx *c, const struct jv *req)
+{
+    int af, fd, one = 1, id;
+    const struct jv *backlog = jget(req, "backlog");
+    struct sa a;
+    if (family_of(c, req, &af) || make_sa(c, af, jget(req, "address"), jget(req, "port"), &a)) return -1;
+    if ((fd = lwip_socket(af, SOCK_STREAM, 0)) < 0) return fail_errno(c, "listen: socket");
+    if (lwip_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) { fail_errno(c, "listen: SO_REUSEADDR"); goto bad; }
+    if (apply_options(c, fd, jget(req, "options"))) goto bad;
+    if (lwip_bind(fd, &a.u.sa, a.len) < 0) { fail_errno(c, "listen: bind"); goto bad; }
+    if (lwip_listen(fd, backlog && backlog->t == J_NUM ? (int)backlog->num : 16) < 0) { fail_errno(c, "listen"); goto bad; }
+    if (set_nonblocking(fd, 1) < 0) { fail_errno(c, "listen: O_NONBLOCK"); goto bad; }
+    if ((id = add_socket(c, fd)) < 0) return -1;
+    field(c, "id"); bprintf(&c->out, "%d", id);
+    return 0;
+bad:
+    lwip_close(fd);
+    return -1;
+}
+
+static int op_accept(struct ctx *c, const struct jv *req)
+{
+    int id = get_socket(c, req), fd, r, nid;
+    double timeout = timeout_of(req);
+    struct sa peer;
+    if (id < 0) return -1;
+    r = wait_for(socks[id], POLLIN, now() + timeout);
+    if (r < 0) return fail_errno(c, "accept: poll");
+    if (r == 0) return fail(c, "EAGAIN", "no connection to accept within %g s", timeout);
+    peer.len = sizeof(peer.u);
+    if ((fd = lwip_accept(socks[id], &peer.u.sa, &peer.len)) < 0) return fail_errno(c, "accept");
+    if (set_nonblocking(fd, 1) < 0) { fail_errno(c, "accept: O_NONBLOCK"); lwip_close(fd); return -1; }
+    if ((nid = add_socket(c, fd)) < 0) return -1;
+    field(c, "id"); bprintf(&c->out, "%d", nid);
+    field(c, "peer"); put_endpoint(&c->out, &peer.u.sa);
+    return 0;
+}
+
+static int op_connect(struct ctx *c, const struct jv *req)
+{
+    int af, fd, id, one = 1;
+    const struct jv *bind = jget(req, "bind");
+    struct sa to, local;
+    if (family_of(c, req, &af) || make_sa(c, af, jget(req, "address"), jget(req, "port"), &to)) return -1;
+    if (bind && bind->t != J_NULL) {
+        if (bind->t != J_ARR || bind->n != 2) return fail(c, "EINVAL", "bad arguments: bind is [address, port] or null");
+        if (make_sa(c, af, &bind->items[0], &bind->items[1], &local)) return -1;
+    }
+    if ((fd = lwip_socket(af, SOCK_STREAM, 0)) < 0) return fail_errno(c, "connect: socket");
+    if (apply_options(c, fd, jget(req, "options"))) goto bad;
+    if (bind && bind->t != J_NULL) {
+        if (lwip_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) { fail_errno(c, "connect: SO_REUSEADDR"); goto bad; }
+        if (lwip_bind(fd, &local.u.sa, local.len) < 0) { fail_errno(c, "connect: bind"); goto bad; }
+    }
+    if (set_nonblocking(fd, 1) < 0) { fail_errno(c, "connect: O_NONBLOCK"); goto bad; }
+    if (lwip_connect(fd, &to.u.sa, to.len) < 0 && errno != EINPROGRESS) {
+        fail(c, errname(errno), "connect to %s port %d: %s", jget(req, "address")->str,
+             (int)jget(req, "port")->num, strerror(errno));
+        goto bad;
+    }
+    if ((id = add_socket(c, fd)) < 0) return -1;
+    field(c, "id"); bprintf(&c->out, "%d", id);
+    return 0;
+bad:
+    lwip_close(fd);
+    return -1;
+}
+
+static int op_send(struct ctx *c, const struct jv *req)
+{
+    int id = get_socket(c, req);
+    const struct jv *data = jget(req, "data");
+    double deadline = now() + timeout_of(req);
+    unsigned char *bytes;
+    size_t len, sent = 0;
+    if (id < 0) return -1;
+    if (!data || data->t != J_STR || !(bytes = b64decode(data->str, &len)))
+        return fail(c, "EINVAL", "bad arguments: data is base64");
+    while (sent < len) {
+        ssize_t n = lwip_send(socks[id], bytes + sent, len - sent, 0);
+        if (n > 0) { sent += (size_t)n; continue; }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            free(bytes);
+            return fail_errno(c, "send");
+        }
+        if (wait_for(socks[id], POLLOUT, deadline) <= 0) break;
+    }
+    free(bytes);
+    field(c, "sent"); bprintf(&c->out, "%zu", sent);
+    return 0;
+}
+
+static int op_recv(struct ctx *c, const struct jv *req)
+{
+    int id = get_socket(c, req), r;
+    const struct jv *max = jget(req, "max");
+    double timeout = timeout_of(req);
+    size_t want = max && max->t == J_NUM && max->num >= 1 ? (size_t)max->num : 65536;
+    unsigned char *bytes;
+    ssize_t n;
+    if (id < 0) return -1;
+    if (want > MAX_RECV) want = MAX_RECV;
+    r = wait_for(socks[id], POLLIN, now() + timeout);
+    if (r < 0) return fail_errno(c, "recv: poll");
+    if (r == 0) return fail(c, "EAGAIN", "nothing to read within %g s", timeout);
+    if (!(bytes = malloc(want))) return fail(c, "ENOMEM", "recv: out of memory");
+    n = lwip_recv(socks[id], bytes, want, 0);
+    if (n < 0) {
+        free(bytes);
+        return fail_errno(c, "recv");
+    }
+    field(c, "data"); bputs(&c->out, "\"");
+    b64encode(&c->out, bytes, (size_t)n);
+    bputs(&c->out, "\"");
+    free(bytes);
+    return 0;
+}
+
+static int op_shutdown(struct ctx *c, const struct jv *req)
+{
+    int id = get_socket(c, req), how;
+    const struct jv *h = jget(req, "how");
+    if (id < 0) return -1;
+    if (!h) how = SHUT_WR;
+    else if (h->t == J_STR && strcmp(h->str, "rd") == 0) how = SHUT_RD;
+    else if (h->t == J_STR && strcmp(h->str, "wr") == 0) how = SHUT_WR;
+    else if (h->t == J_STR && strcmp(h->str, "rdwr") == 0) how = SHUT_RDWR;
+    else return fail(c, "EINVAL", "shutdown how must be rd, wr or rdwr");
+    if (lwip_shutdown(socks[id], how) < 0) return fail_errno(c, "shutdown");
+    return 0;
+}
+
+static int op_close(struct ctx *c, const struct jv *req)
+{
+    int id = get_socket(c, req), fd;
+    if (id < 0) return -1;
+    fd = socks[id];
+    socks[id] = 0;
+    /* close() as an application calls it: blocking, so that SO_LINGER with a
+       timeout waits as lwIP documents (on a non-blocking socket it would not). */
+    set_nonblocking(fd, 0);
+    if (lwip_close(fd) < 0) return fail_errno(c, "close");
+    return 0;
+}
+
+static int op_setsockopt(struct ctx *c, const struct jv *req)
+{
+    int id = get_socket(c, req);
+    if (id < 0) return -1;
+    return set_option(c, socks[id], jget(req, "name"), jget(req, "value"));
+}
+
+static int op_getsockopt(struct ctx *c, const struct jv *req)
+{
+    int id = get_socket(c, req);
+    const struct option *o;
+    if (id < 0 || !(o = find_option(c, jget(req, "name")))) return -1;
+    if (o->kind == K_LINGER) {
+        struct linger l;
+        socklen_t len = sizeof(l);
+        if (lwip_getsockopt(socks[id], o->level, o->optname, &l, &len) < 0) return fail_errno(c, "getsockopt");
+        field(c, "value"); bprintf(&c->out, "[%d,%d]", l.l_onoff, l.l_linger);
+    } else {
+        int v;
+        socklen_t len = sizeof(v);
+        if (lwip_getsockopt(socks[id], o->level, o->optname, &v, &len) < 0) return fail_errno(c, "getsockopt");
+        field(c, "value"); bprintf(&c->out, "%d", v);
+    }
+    return 0;
+}
+
+static int op_error(struct ctx *c, const struct jv *req)
+{
+    int id = get_socket(c, req), e = 0;
+    socklen_t len = sizeof(e);
+    if (id < 0) return -1;
+    if (lwip_getsockopt(socks[id], SOL_SOCKET, SO_ERROR, &e, &len) < 0) return fail_errno(c, "getsockopt SO_ERROR");
+    field(c, "error");
+    if (e) bstr(&c->out, errname(e));
+    else bputs(&c->out, "null");
+    return 0;
+}
+
+/* lwIP's enum tcp_state by RFC 9293 names. */
+static const char *const STATES[] = { "CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
+                                      "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT" };
+
+static void put_pcb_addr(struct buf *b, const ip_addr_t *a, u16_t port)
+{
+    char text[INET6_ADDRSTRLEN] = "?";
+    if (IP_IS_V6(a)) inet_ntop(AF_INET6, ip_2_ip6(a)->addr, text, sizeof(text));
+    else inet_ntop(AF_INET, &ip_2_ip4(a)->addr, text, sizeof(text));
+    bputs(b, "[");
+    bstr(b, text);
+    bprintf(b, ",%u]", (unsigned)port);
+}
+
+static void put_pcb(struct buf *b, int *first, int port, const ip_addr_t *local, u16_t lport,
+                    const ip_addr_t *remote, u16_t rport, int state)
+{
+    if (port >= 0 && port != lport && port != rport) return;
+    bputs(b, *first ? "{" : ",{");
+    *first = 0;
+    bstr(b, "local"); bputs(b, ":"); put_pcb_addr(b, local, lport);
+    bputs(b, ","); bstr(b, "remote"); bputs(b, ":"); put_pcb_addr(b, remote, rport);
+    bputs(b, ","); bstr(b, "state"); bputs(b, ":");
+    if (state >= 0 && state < (int)(sizeof(STATES) / sizeof(STATES[0]))) bstr(b, STATES[state]);
+    else bprintf(b, "\"%d\"", state);
+    bputs(b, "}");
+}
+
+static int op_state(struct ctx *c, const struct jv *req)
+{
+    const struct jv *p = jget(req, "port");
+    int port = p && p->t == J_NUM ? (int)p->num : -1, first = 1;
+    struct tcp_pcb_listen *l;
+    struct tcp_pcb *pcb;
+    struct buf b = { 0 };
+    bputs(&b, "[");
+    LOCK_TCPIP_CORE();
+    for (l = tcp_listen_pcbs.listen_pcbs; l; l = l->next)
+        put_pcb(&b, &first, port, &l->local_ip, l->local_port, IP_IS_V6(&l->local_ip) ? IP6_ADDR_ANY : IP4_ADDR_ANY, 0,
+                (int)l->state);
+    for (pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
+        put_pcb(&b, &first, port, &pcb->local_ip, pcb->local_port, &pcb->remote_ip, pcb->remote_port, (int)pcb->state);
+    for (pcb = tcp_tw_pcbs; pcb; pcb = pcb->next)
+        put_pcb(&b, &first, port, &pcb->local_ip, pcb->local_port, &pcb->remote_ip, pcb->remote_port, (int)pcb->state);
+    UNLOCK_TCPIP_CORE();
+    bputs(&b, "]");
+    field(c, "sockets");
+    bput(&c->out, b.s, b.len);
+    free(b.s);
+    return 0;
+}
+
+static void close_all(void)
+{
+    int i;
+    for (i = 1; i < next_id; i++) {
+        if (socks[i]) {
+            lwip_close(socks[i]);
+            socks[i] = 0;
+        }
+    }
+}
+
+static int op_bye(struct ctx *c, const struct jv *req)
+{
+    (void)c;
+    (void)req;
+    close_all();
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(struct ctx *, const struct jv *);
+} DISPATCH[] = {
+    { "hello", op_hello }, { "listen", op_listen }, { "accept", op_accept }, { "connect", op_connect },
+    { "send", op_send }, { "recv", op_recv }, { "shutdown", op_shutdown }, { "close", op_close },
+    { "setsockopt", op_setsockopt }, { "getsockopt", op_getsockopt }, { "error", op_error },
+    { "state", op_state }, { "bye", op_bye },
+};
+
+/* One request line -> one reply line (without the newline). Returns 1 after "bye". */
+static int handle(const char *line, size_t len, struct buf *reply)
+{
+    struct ctx c = { { 0 }, NULL, "" };
+    struct jv req;
+    const char *err = NULL;
+    const struct jv *op;
+    size_t i;
+    int bye = 0;
+    if (jparse(line, len, &req, &err)) {
+        fail(&c, "EINVAL", "not JSON: %s", err ? err : "?");
+    } else if (req.t != J_OBJ) {
+        fail(&c, "EINVAL", "a request is a JSON object");
+    } else if (!(op = jget(&req, "op")) || op->t != J_STR) {
+        fail(&c, "EOPNOTSUPP", "a request needs \"op\"; protocol %d knows accept, bye, close, connect, error, "
+             "getsockopt, hello, listen, recv, send, setsockopt, shutdown, state", PROTOCOL_VERSION);
+    } else {
+        for (i = 0; i < sizeof(DISPATCH) / sizeof(DISPATCH[0]); i++)
+            if (strcmp(DISPATCH[i].name, op->str) == 0) break;
+        if (i == sizeof(DISPATCH) / sizeof(DISPATCH[0]))
+            fail(&c, "EOPNOTSUPP", "unknown operation '%s'; protocol %d on lwIP knows accept, bye, close, connect, "
+                 "error, getsockopt, hello, listen, recv, send, setsockopt, shutdown, state", op->str, PROTOCOL_VERSION);
+        else {
+            if (DISPATCH[i].fn != op_hello && DISPATCH[i].fn != op_bye) settle();
+            if (DISPATCH[i].fn(&c, &req) == 0) bye = DISPATCH[i].fn == op_bye;
+        }
+    }
+    if (c.error) {
+        bputs(reply, "{\"ok\":false,\"error\":");
+        bstr(reply, c.error);
+        bputs(reply, ",\"message\":");
+        bstr(reply, c.message);
+        bputs(reply, "}");
+    } else {
+        bputs(reply, "{\"ok\":true");
+        if (c.out.len) {
+            bputs(reply, ",");
+            bput(reply, c.out.s, c.out.len);
+        }
+        bputs(reply, "}");
+    }
+    free(c.out.s);
+    jfree(&req);
+    return bye;
+}
+
+/* --- the TAP interface ------------------------------------------------------------------ */
+
+static struct netif tap;
+static int tap_fd = -1;
+static u8_t tap_mac[6];
+
+/* lwIP hands over an Ethernet frame: write it to the TAP. */
+static err_t tap_linkoutput(struct netif *netif, struct pbuf *p)
+{
+    unsigned char frame[1522];
+    (void)netif;
+    if (p->tot_len > sizeof(frame)) return ERR_IF;
+    pbuf_copy_partial(p, frame, p->tot_len, 0);
+    if (write(tap_fd, frame, p->tot_len) != (ssize_t)p->tot_len) {
+        perror("lwip-agent: write to the TAP");
+        return ERR_IF;
+    }
+    return ERR_OK;
+}
+
+static int reader_busy;            /* the reader holds a frame not yet handed to lwIP */
+
+/* The receive thread: every frame the TAP gives goes to lwIP's tcpip thread. */
+static void tap_reader(void *arg)
+{
+    static unsigned char frame[65536];
+    struct netif *netif = arg;
+    for (;;) {
+        struct pollfd w = { tap_fd, POLLIN, 0 };
+        struct pbuf *p;
+        ssize_t n;
+        if (poll(&w, 1, -1) < 0 && errno != EINTR) {
+            perror("lwip-agent: poll the TAP");
+            exit(1);
+        }
+        /* Busy before the frame leaves the TAP's queue: see settle(). */
+        __atomic_store_n(&reader_busy, 1, __ATOMIC_SEQ_CST);
+        n = read(tap_fd, frame, sizeof(frame));
+        if (n < 0 && errno != EINTR && errno != EAGAIN) {
+            perror("lwip-agent: read from the TAP");
+            exit(1);
+        }
+        if (n > 0 && n <= 0xFFFF && (p = pbuf_alloc(PBUF_RAW, (u16_t)n, PBUF_RAM))) {
+            pbuf_take(p, frame, (u16_t)n);
+            if (netif->input(p, netif) != ERR_OK) pbuf_free(p);
+        }
+        __atomic_store_n(&reader_busy, 0, __ATOMIC_SEQ_CST);
+    }
+}
+
+static void signal_sem(void *arg)
+{
+    sys_sem_signal((sys_sem_t *)arg);
+}
+
+/* Let lwIP process every frame the tester has written before this request,
+   as a kernel does within the write: wait (at most 200 ms) until the TAP's
+   queue is empty and the reader idle, then for the tcpip thread to reach a
+   callback queued behind the frames the reader handed over. Every operation
+   runs after it, so a case's segments and calls take effect in its order. */
+static void settle(void)
+{
+    double deadline = now() + 0.2;
+    sys_sem_t done;
+    for (;;) {
+        struct pollfd w = { tap_fd, POLLIN, 0 };
+        int queued = poll(&w, 1, 0) > 0 && (w.revents & POLLIN);
+        if ((!queued && !__atomic_load_n(&reader_busy, __ATOMIC_SEQ_CST)) || now() > deadline) break;
+        usleep(50);
+    }
+    if (sys_sem_new(&done, 0) != ERR_OK) return;
+    if (tcpip_callback(signal_sem, &done) == ERR_OK) sys_sem_wait(&done);
+    sys_sem_free(&done);
+}
+
+/* netif_add's init: open the TAP and describe the interface. */
+static err_t tap_init(struct netif *netif)
+{
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, getenv("PRECONFIGURED_TAPIF"), sizeof(ifr.ifr_name) - 1);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    if ((tap_fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0 || ioctl(tap_fd, TUNSETIFF, &ifr) < 0) {
+        fprintf(stderr, "lwip-agent: cannot open the TAP %s: %s\n", ifr.ifr_name, strerror(errno));
+        return ERR_IF;
+    }
+    netif->name[0] = 't';
+    netif->name[1] = 'p';
+    netif->output = etharp_output;
+    netif->output_ip6 = ethip6_output;
+    netif->linkoutput = tap_linkoutput;
+    netif->mtu = 1500;
+    netif->hwaddr_len = 6;
+    memcpy(netif->hwaddr, tap_mac, 6);
+    netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET;
+    sys_thread_new("tap", tap_reader, netif, DEFAULT_THREAD_STACKSIZE, DEFAULT_THREAD_PRIO);
+    return ERR_OK;
+}
+
+/* --- start-up -------------------------------------------------------------------------- */
+
+static void tcpip_started(void *arg)
+{
+    sys_sem_signal((sys_sem_t *)arg);
+}
+
+/* Bring lwIP up on the TAP with `mac` and `spec` = ADDRESS/PREFIX. Returns 0, or -1 with a message on stderr. */
+static int start_lwip(const char *mac, const char *spec)
+{
+    char addr[INET6_ADDRSTRLEN + 1];
+    const char *slash = strchr(spec, '/');
+    int prefix;
+    unsigned m[6];
+    sys_sem_t started;
+    struct netif *added;
+    if (sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6) {
+        fprintf(stderr, "lwip-agent: the MAC is six hex octets, e.g. 02:12:34:56:78:ab, not %s\n", mac);
+        return -1;
+    }
+    for (prefix = 0; prefix < 6; prefix++) tap_mac[prefix] = (u8_t)m[prefix];
+    if (!slash || (size_t)(slash - spec) >= sizeof(addr) || sscanf(slash + 1, "%d", &prefix) != 1) {
+        fprintf(stderr, "lwip-agent: the address is ADDRESS/PREFIX, e.g. 198.18.0.1/24 or 2001:2::1/64, not %s\n", spec);
+        return -1;
+    }
+    memcpy(addr, spec, (size_t)(slash - spec));
+    addr[slash - spec] = 0;
+    if (sys_sem_new(&started, 0) != ERR_OK) {
+        fprintf(stderr, "lwip-agent: cannot create a semaphore\n");
+        return -1;
+    }
+    tcpip_init(tcpip_started, &started);
+    sys_sem_wait(&started);
+    sys_sem_free(&started);
+
+    if (strchr(addr, ':') == NULL) {
+        ip4_addr_t ip, mask, gw;
+        if (!ip4addr_aton(addr, &ip) || prefix < 1 || prefix > 32) {
+            fprintf(stderr, "lwip-agent: bad IPv4 address or prefix: %s\n", spec);
+            return -1;
+        }
+        ip4_addr_set_u32(&mask, htonl(0xFFFFFFFFu << (32 - prefix)));
+        ip4_addr_set_zero(&gw);
+        LOCK_TCPIP_CORE();
+        added = netif_add(&tap, &ip, &mask, &gw, NULL, tap_init, tcpip_input);
+    } else {
+        ip6_addr_t ip6;
+        if (!ip6addr_aton(addr, &ip6) || prefix != 64) {
+            fprintf(stderr, "lwip-agent: bad IPv6 address or prefix (lwIP's static addresses are /64): %s\n", spec);
+            return -1;
+        }
+        LOCK_TCPIP_CORE();
+        added = netif_add_noaddr(&tap, NULL, tap_init, tcpip_input);
+        if (added) {
+            netif_ip6_addr_set(&tap, 0, &ip6);
+            /* Static and preferred at once: no duplicate address detection. */
+            netif_ip6_addr_set_state(&tap, 0, IP6_ADDR_PREFERRED);
+        }
+    }
+    if (added) {
+        netif_set_default(&tap);
+        netif_set_link_up(&tap);
+        netif_set_up(&tap);
+#if LWIP_IPV6 && LWIP_IPV6_SEND_ROUTER_SOLICIT
+        tap.rs_count = 0;          /* no router solicitations: there is no router */
+#endif
+    }
+    UNLOCK_TCPIP_CORE();
+    return added ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    FILE *out;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int fd;
+    if (argc != 3) {
+        fprintf(stderr, "usage: PRECONFIGURED_TAPIF=tap0 %s MAC ADDRESS/PREFIX\n"
+                        "tcpconf app-control agent (protocol %d) for lwIP %s on a TAP device\n",
+                argv[0], PROTOCOL_VERSION, LWIP_VERSION_STRING);
+        return 2;
+    }
+    if (!getenv("PRECONFIGURED_TAPIF")) {
+        fprintf(stderr, "lwip-agent: set PRECONFIGURED_TAPIF to the TAP device, as for lwIP's unix port\n");
+        return 2;
+    }
+    /* Replies go to the original stdout; anything lwIP prints goes to stderr. */
+    fd = dup(STDOUT_FILENO);
+    if (fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0 || !(out = fdopen(fd, "w"))) {
+        perror("lwip-agent: stdout");
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (start_lwip(argv[1], argv[2])) return 1;
+    while ((n = getline(&line, &cap, stdin)) >= 0) {
+        struct buf reply = { 0 };
+        int bye;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+        if (n == 0) continue;
+        bye = handle(line, (size_t)n, &reply);
+        bputs(&reply, "\n");
+        if (fwrite(reply.s, 1, reply.len, out) != reply.len || fflush(out) != 0) bye = 1;
+        free(reply.s);
+        if (bye) break;
+    }
+    free(line);
+    close_all();
+    return 0;
+}

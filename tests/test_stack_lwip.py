@@ -1,0 +1,124 @@
+"""`--stack lwip`: smoke cases of the suite against lwIP with their Allure
+labels, and the lwIP agent's side of the app-control protocol."""
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from faults import Fault, FaultPlugin
+from harness.agent import AppError
+from harness.stacks import StackConfig
+from harness.stacks.lwip import LwipStack
+from harness.trace import Trace
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(not LwipStack.agent_path().exists(),
+                       reason="the lwIP agent is not built: run python3 -m harness.setup --stack lwip"),
+]
+SMOKE = "data_on_third_ack or fin_retransmitted_into_time_wait"
+
+
+def test_smoke_cases_pass_against_lwip_with_its_label(tmp_path):
+    results = tmp_path / "allure"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "conformance/", "--stack", "lwip",
+                        "-k", SMOKE, "-q", f"--alluredir={results}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "4 passed" in r.stdout, r.stdout[-3000:]
+    found = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
+    assert len(found) == 4
+    for res in found:
+        labels = {l["name"]: l["value"] for l in res["labels"]}
+        params = {p["name"]: p["value"] for p in res.get("parameters", [])}
+        assert res["status"] == "passed", res["fullName"]
+        assert labels.get("stack") == "lwip", res["fullName"]
+        assert labels.get("case") in ("handshake.data-ack-to-syn-received", "teardown.time-wait-fin-retransmission")
+        assert params.get("family", "").strip("'") in ("ipv4", "ipv6")
+
+
+@pytest.fixture(params=["ipv4", "ipv6"])
+def lwip(request):
+    st = LwipStack(StackConfig(request.param, Trace())).start()
+    try:
+        yield st
+    finally:
+        st.close()
+
+
+def _raw(stack, line: bytes) -> dict:
+    """Send one raw request line to the agent and read its reply line."""
+    os.write(stack.proc.stdin.fileno(), line + b"\n")
+    out, deadline = b"", time.monotonic() + 5
+    while not out.endswith(b"\n"):
+        assert select.select([stack.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))[0], "no reply"
+        out += os.read(stack.proc.stdout.fileno(), 65536)
+    return json.loads(out)
+
+
+def test_agent_speaks_protocol_1(lwip):
+    hello = lwip.app.hello()
+    assert hello["version"] == 1 and hello["stack"] == "lwip" and hello["lwip"] == "2.1.3"
+    assert {"listen", "accept", "connect", "send", "recv", "shutdown", "close", "setsockopt", "state"} <= set(hello["ops"])
+    assert "SO_LINGER" in hello["options"] and "SO_RCVBUF" not in hello["options"]
+    assert lwip.version().startswith("lwIP 2.1.3")
+    listener = lwip.app.listen(7)
+    anyaddr = "0.0.0.0" if lwip.family == "ipv4" else "::"
+    assert lwip.states(7) == [{"local": [lwip.sut_addr, 7], "remote": [anyaddr, 0], "state": "LISTEN"}]
+    with pytest.raises(AppError) as e:
+        lwip.app.accept(listener, timeout=0.05)
+    assert e.value.error == "EAGAIN"
+
+
+def test_agent_errors_are_errno_names_with_a_reason(lwip):
+    with pytest.raises(AppError) as e:
+        lwip.app.call("frobnicate")
+    assert e.value.error == "EOPNOTSUPP" and "knows" in e.value.message
+    conn = lwip.app.connect(lwip.peer_addr, 9, bind_port=1234)
+    with pytest.raises(AppError) as e:
+        lwip.app.setsockopt(conn, "TCP_SYNCNT", 2)
+    assert e.value.error == "EOPNOTSUPP" and "TCP_SYNMAXRTX" in e.value.message
+    lwip.app.setsockopt(conn, "SO_LINGER", [1, 0])
+    assert lwip.app.getsockopt(conn, "SO_LINGER") == [1, 0]
+    lwip.app.close(conn)
+    with pytest.raises(AppError) as e:
+        lwip.app.close(conn)
+    assert e.value.error == "EBADF"
+    assert _raw(lwip, b"not json")["error"] == "EINVAL"
+    assert _raw(lwip, b'{"op": "hel\\u006co", "x": [1, {"y": "\\ud83d\\ude00\\n"}], "z": -1.5e3}')["version"] == 1
+    assert _raw(lwip, b'{"op": "listen", "family": "ipv4", "address": "198.18.0.1", "port": 70000}')["error"] == "EINVAL"
+
+
+def test_an_option_lwip_lacks_skips_the_case_and_a_typo_fails_it(run_case, pytester):
+    pytester.makepyfile(test_needs_options="""
+        import pytest
+
+        @pytest.mark.case("handshake.data-ack-to-syn-received")
+        def test_syncnt(stack, app):
+            app.connect(stack.peer_addr, 9, bind_port=1234, TCP_SYNCNT=2)
+
+        @pytest.mark.case("handshake.data-ack-to-syn-received")
+        def test_typo(stack, app):
+            app.connect(stack.peer_addr, 9, bind_port=1234, TCP_SYNCOUNT=2)
+    """)
+    r = run_case("--stack", "lwip", "--family", "ipv4", "-rs", "test_needs_options.py")
+    r.assert_outcomes(skipped=1, failed=1)
+    r.stdout.fnmatch_lines(["*EINVAL: no socket option 'TCP_SYNCOUNT'*", "*stack lwip lacks it: lwIP has no TCP_SYNCNT*"])
+
+
+@pytest.mark.parametrize("test, fault", [
+    ("test_handshake.py::test_data_on_third_ack_is_delivered", Fault("A", nth=1, action="ack", offset=-1)),
+    ("test_teardown.py::test_fin_retransmitted_into_time_wait", Fault("A", nth=3, action="drop")),
+], ids=["data-ack-ack-1", "time-wait-drop-ack3"])
+def test_smoke_cases_fail_against_lwip_when_broken(run_case, test, fault):
+    """Negative controls through the lwIP adapter: the checked behaviour
+    broken on the TAP link fails the case, naming its requirement."""
+    result = run_case(f"conformance/{test}[ipv4]", "--stack", "lwip", plugins=[FaultPlugin(fault)])
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "RFC9293/3.10.7.4" in out and "expected:" in out and "seen:" in out
