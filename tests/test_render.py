@@ -181,6 +181,9 @@ def test_segment_lost_on_the_link_is_xxx_and_kept_out_of_tcpdump_and_pcap(tmp_pa
         def _write(self, raw):
             pass
 
+        def _read_ready(self):
+            return []                         # the script delivers by hand
+
     tr = Trace(t0=0.0)
     link = Scripted(tr)
     link.filters.append(lambda raw, t: None if TCP in IP(raw) and IP(raw)[TCP].flags == "PA" else (raw, t))
