@@ -231,7 +231,7 @@ def test_workflow_runs_the_readme_commands():
     # set-up and report as the README gives them
     for part in (setup, report):
         assert any(r == part or r.startswith(part + " ") for r in runs), (part, runs)
-    assert any(r.startswith("python3 -m harness.setup --stack ") for r in runs)
+    assert any(r.startswith("python3 -m harness.setup --report --stack ") for r in runs)
     # nothing else runs the project's code: each such step is a README command,
     # perhaps as root and with options added at the end
     parts = [p.strip() for c in commands for q in c.split(" && ") for p in q.split(";")]
