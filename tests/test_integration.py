@@ -169,3 +169,30 @@ def test_stale_namespaces_of_dead_runs_are_reaped():
     finally:
         if name in netns.suite_namespaces():
             p2.remove(name)
+
+
+def test_a_crashing_sut_process_fails_the_case_and_leaves_nothing(run_case):
+    """The user-space stack's agent dies in the middle of a case (SIGKILL):
+    the case fails, saying so, and no process or namespace remains."""
+    from harness.stacks import stack_class
+    name = next((n for n in ("lwip", "gvisor") if stack_class(n).agent_path().exists()), None)
+    if name is None:
+        pytest.skip("no user-space stack built: python3 -m harness.setup --stack lwip")
+    seen = {}
+
+    class Crash:
+        @pytest.fixture(autouse=True)
+        def _crash(self, request):
+            if "stack" in request.fixturenames:
+                st = request.getfixturevalue("stack")
+                seen.update(pid=st.proc.pid, ns=st.ns.name)
+                os.kill(st.proc.pid, signal.SIGKILL)
+            yield
+
+    result = run_case("conformance/test_handshake.py::test_data_on_third_ack_is_delivered[ipv4]",
+                      "--stack", name, plugins=[Crash()])
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) + outcomes.get("errors", outcomes.get("error", 0)) == 1, outcomes
+    assert "ECONNRESET" in result.stdout.str() and "crash" in result.stdout.str()
+    assert seen["ns"] not in netns.suite_namespaces()
+    assert not netns.pid_alive(seen["pid"])

@@ -49,6 +49,9 @@ class GvisorStack(TapStack):
     def check(cls, options: dict) -> None:
         if options.get("sack", "on") not in SACK:
             raise StackError(f"--stack-opt sack={options['sack']}: on or off")
+        super().check(options)
+        if _stale(cls.agent_path()):
+            raise StackError("the gvisor agent is older than its source: run python3 -m harness.setup --stack gvisor")
 
     @classmethod
     def tunables(cls) -> frozenset:
@@ -64,8 +67,6 @@ class GvisorStack(TapStack):
                 "-addr", f"{fam['sut']}/{fam['prefix']}", f"-sack={SACK[self.config.options.get('sack', 'on')]}"]
 
     def start(self) -> "GvisorStack":
-        if self.agent_path().exists() and _stale(self.agent_path()):
-            raise StackError("the gvisor agent is older than its source: run python3 -m harness.setup --stack gvisor")
         super().start()
         try:
             self.hello = self.app.hello()

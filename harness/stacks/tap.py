@@ -50,6 +50,12 @@ class TapStack(Stack):
         raise NotImplementedError
 
     @classmethod
+    def check(cls, options: dict) -> None:
+        """Before anything starts: the agent must be built (one line if not)."""
+        if not cls.agent_path().exists():
+            raise StackError(f"the {cls.name} agent is not built: run python3 -m harness.setup --stack {cls.name}")
+
+    @classmethod
     def setup(cls) -> None:
         """Install and build what the agent needs (python3 -m harness.setup --stack NAME)."""
         raise NotImplementedError
