@@ -11,6 +11,8 @@ Rules of this file:
 - Timer error: intervals between the SUT's SYN-ACK retransmissions measured
   from the Trace against the same intervals from kernel receive timestamps
   (SO_TIMESTAMPNS on an AF_PACKET capture in the SUT's namespace).
+- `--verdicts N [--hog]`: the suite N times in a row (with every core kept
+  busy by a CPU hog), and whether every test's verdict was the same each time.
 """
 from __future__ import annotations
 
@@ -85,6 +87,47 @@ def case_overhead(rounds: int) -> list[float]:
             raise SystemExit(f"bench: the quick cases did not pass (exit {rc})")
         out += list(d.per_item.values())
     return out
+
+
+def verdicts(junit: Path) -> dict:
+    """test id -> passed / failed / skipped / xfailed, from a JUnit XML file."""
+    out = {}
+    for tc in ET.parse(junit).getroot().iter("testcase"):
+        kinds = {c.tag: c for c in tc}
+        if "failure" in kinds or "error" in kinds:
+            v = "failed"
+        elif "skipped" in kinds:
+            v = "xfailed" if "xfail" in (kinds["skipped"].get("type", "") + kinds["skipped"].get("message", "")) \
+                else "skipped"
+        else:
+            v = "passed"
+        out[f"{tc.get('classname')}::{tc.get('name')}"] = v
+    return out
+
+
+def stability(runs: int, workers: int, hog: bool, args: list[str]) -> list[dict]:
+    """The suite `runs` times in a row (optionally with every core kept busy
+    by a CPU hog); the verdicts of each run."""
+    hogs = []
+    if hog:
+        for _ in range(os.cpu_count() or 1):
+            hogs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+    try:
+        out = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in range(runs):
+                junit = Path(tmp) / f"run{n}.xml"
+                t0 = time.monotonic()
+                subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "conformance"), "-q", "-n", str(workers),
+                                f"--junitxml={junit}", *args], cwd=ROOT, capture_output=True, text=True)
+                out.append(verdicts(junit))
+                print(f"  run {n + 1}/{runs}: {time.monotonic() - t0:.0f} s, "
+                      f"{sum(v == 'failed' for v in out[-1].values())} failed", flush=True)
+        return out
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
 
 
 def suite_ratio(workers: int) -> tuple[float, float]:
@@ -163,8 +206,19 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="runs of the quick cases for the overhead")
     ap.add_argument("--connections", type=int, default=40, help="half-open connections for the timer error")
     ap.add_argument("--suite", action="store_true", help="also run the full suite (slow cases: about 70 s)")
-    ap.add_argument("-n", "--workers", type=int, default=8, help="xdist workers for --suite")
-    a = ap.parse_args(argv)
+    ap.add_argument("-n", "--workers", type=int, default=8, help="xdist workers for --suite and --verdicts")
+    ap.add_argument("--verdicts", type=int, default=0, metavar="RUNS",
+                    help="only run the suite RUNS times in a row and compare the verdicts")
+    ap.add_argument("--hog", action="store_true", help="with --verdicts: keep every core busy meanwhile")
+    a, pytest_args = ap.parse_known_args(argv)
+    if a.verdicts:
+        runs = stability(a.verdicts, a.workers, a.hog, pytest_args)
+        differ = sorted(t for t in set().union(*runs) if len({r.get(t) for r in runs}) > 1)
+        print(f"verdicts of {len(runs[0])} tests over {len(runs)} runs{' with a CPU hog' if a.hog else ''}: "
+              f"{'identical' if not differ else f'{len(differ)} differ'}")
+        for t in differ:
+            print(f"  {t}: {[r.get(t) for r in runs]}")
+        return 1 if differ else 0
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces): sudo .venv/bin/python -m harness.bench", file=sys.stderr)
         return 2
