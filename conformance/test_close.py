@@ -163,7 +163,7 @@ def test_simultaneous_close_through_closing(stack, peer, app):
 
 # --- a SYN for a TIME-WAIT 4-tuple (S20) -----------------------------------------------------
 
-def _reopened(stack, peer, app, profile, listener, fin, b) -> None:
+def _reopened(stack, peer, app, profile, tolerance, listener, fin, b) -> None:
     """The SUT's answer to the new SYN just sent, as its profile documents it."""
     old_snd_nxt = fin.seq + 1
     if b["answer"] != "reopen":
@@ -174,10 +174,20 @@ def _reopened(stack, peer, app, profile, listener, fin, b) -> None:
     require(seq_diff(synack.seq, old_snd_nxt) > 0, "RFC9293/MAY-2",
             "condition (1): the new ISS is larger than any sequence number of the old connection",
             f"ISS > old SND.NXT {old_snd_nxt}", f"ISS {synack.seq} ({seq_diff(synack.seq, old_snd_nxt):+d})")
-    offset = profile.value("time_wait_isn_offset")
-    require(synack.seq == (old_snd_nxt + offset) % MOD, b["rule"], "the documented new ISS",
-            f"old SND.NXT + {offset} = {(old_snd_nxt + offset) % MOD}",
-            f"{synack.seq} (old SND.NXT {seq_diff(synack.seq, old_snd_nxt):+d})")
+    iss = profile.behaviour("time-wait.reopen-iss")
+    if iss["answer"] == "time_wait_isn_offset":
+        offset = profile.value("time_wait_isn_offset")
+        require(synack.seq == (old_snd_nxt + offset) % MOD, iss["rule"], "the documented new ISS",
+                f"old SND.NXT + {offset} = {(old_snd_nxt + offset) % MOD}",
+                f"{synack.seq} (old SND.NXT {seq_diff(synack.seq, old_snd_nxt):+d})")
+    else:                                   # "isn_clock_tick": a fresh ISN, the 4-tuple's ISN clock read now
+        tick = profile.value("isn_clock_tick")
+        old = next(s for s in stack.trace.segments() if s.sent_by == "sut" and s.syn)
+        elapsed, ticks = synack.t - old.t, seq_diff(synack.seq, old.seq)
+        require(tolerance.within(elapsed, ticks * tick), iss["rule"],
+                f"the documented new ISS: the 4-tuple's ISN clock, the old ISS plus one per {tick * 1e9:g} ns",
+                f"old ISS + {elapsed / tick:.0f} ({elapsed:.6f} s +- {tolerance.allowed(elapsed):.3f} s of clock)",
+                f"old ISS + {ticks} ({ticks * tick:.6f} s of clock; old SND.NXT {seq_diff(synack.seq, old_snd_nxt):+d})")
     peer.send("A")
     app.accept(listener)
     _state(stack, peer, "ESTABLISHED", b["rule"], "the new incarnation is established")
@@ -185,13 +195,13 @@ def _reopened(stack, peer, app, profile, listener, fin, b) -> None:
 
 @pytest.mark.case("teardown.time-wait-syn.without-timestamps")
 @pytest.mark.requires("app")
-def test_syn_above_rcv_nxt_reopens_time_wait(stack, peer, app, profile):
+def test_syn_above_rcv_nxt_reopens_time_wait(stack, peer, app, profile, tolerance):
     """No timestamps: a SYN with SEG.SEQ above RCV.NXT reaches TIME-WAIT."""
     b = profile.behaviour("time-wait.reopen")
     listener, fin = _time_wait(stack, peer, app, timestamps=False)
     _incarnation(peer, peer.snd_nxt + 100000)             # above the old RCV.NXT
     peer.send("S")
-    _reopened(stack, peer, app, profile, listener, fin, b)
+    _reopened(stack, peer, app, profile, tolerance, listener, fin, b)
     profile.conclude(b)
 
 
@@ -210,7 +220,7 @@ def test_old_syn_does_not_reopen_time_wait(stack, peer, app, offset):
 
 @pytest.mark.case("teardown.time-wait-syn.with-timestamps")
 @pytest.mark.requires("app")
-def test_syn_with_newer_timestamp_reopens_time_wait(stack, peer, app, profile):
+def test_syn_with_newer_timestamp_reopens_time_wait(stack, peer, app, profile, tolerance):
     """Timestamps: a SYN with a newer TSval reopens TIME-WAIT although SEG.SEQ is below RCV.NXT (RFC 6191)."""
     b = profile.behaviour("time-wait.reopen")
     listener, fin = _time_wait(stack, peer, app)
@@ -218,7 +228,7 @@ def test_syn_with_newer_timestamp_reopens_time_wait(stack, peer, app, profile):
     _incarnation(peer, peer.snd_nxt - 100000)             # below the old RCV.NXT
     peer.advance_ts_clock(1000)                           # newer than TS.Recent (our FIN's TSval)
     peer.send("S")
-    _reopened(stack, peer, app, profile, listener, fin, b)
+    _reopened(stack, peer, app, profile, tolerance, listener, fin, b)
     profile.conclude(b)
 
 
