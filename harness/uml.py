@@ -137,7 +137,7 @@ class Uml:
     def __init__(self, mem: str = "128M", boot_timeout: float = 30.0):
         self.mem, self.boot_timeout = mem, boot_timeout
         self.proc = self.ns = self.dir = None
-        self.boot_time = 0.0
+        self.boot_time = 0.0                      # seconds to the ready line; 0 before it
         self.console: list[str] = []              # the guest's console, line by line
 
     @staticmethod
@@ -196,7 +196,7 @@ class Uml:
             left = deadline - time.monotonic()
             chunk = os.read(fd, 65536) if left > 0 and select.select([fd], [], [], left)[0] else b""
             if not chunk:
-                why = "stopped" if self.proc.poll() is not None else f"was not ready within {self.boot_timeout:.0f} s"
+                why = "stopped" if self.proc.poll() is not None else f"was not ready within {self.boot_timeout:g} s"
                 tail = "\n  ".join(self.console[-12:])
                 raise UmlError(f"UML {why}; its console said:\n  {tail}")
             buf += chunk
@@ -224,11 +224,11 @@ class Uml:
     def stop(self) -> None:
         if self.proc is not None:
             try:
-                self.proc.stdin.close()           # end of input: the guest powers off
+                self.proc.stdin.close()           # end of input: a guest that is up powers off
             except OSError:
                 pass
             try:
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=5 if self.boot_time else 0)
             except subprocess.TimeoutExpired:
                 pass
             try:
@@ -274,11 +274,16 @@ def main(argv=None) -> int:
                 return 0
             env = dict(os.environ, PYTEST_ADDOPTS=f"{os.environ.get('PYTEST_ADDOPTS', '')} {opts}".strip())
             child = subprocess.Popen(a.command, env=env)
-            while True:
-                try:
-                    return child.wait()
-                except KeyboardInterrupt:         # the command got it too, and ends its own way
-                    continue
+            try:
+                while True:
+                    try:
+                        return child.wait()
+                    except KeyboardInterrupt:     # the command got it too, and ends its own way
+                        continue
+            finally:
+                if child.poll() is None:          # we were told to stop (SIGTERM): so is the command
+                    child.terminate()
+                    child.wait()
     except UmlError as e:
         print(f"uml: {e}", file=sys.stderr)
         return 1

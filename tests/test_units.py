@@ -277,3 +277,25 @@ def test_malformed_catalog_or_profile_stops_the_run_with_one_line(pytester, monk
     assert result.ret == 4
     errors = [l for l in result.errlines if l.strip()]
     assert len(errors) == 1 and message in errors[0], errors
+
+
+# --- profiles based on another (linux-6.1 on linux) ----------------------------------------------
+
+def test_a_profile_states_what_differs_from_its_base(tmp_path):
+    (tmp_path / "a.toml").write_text('stack = "a"\n[values.v]\nvalue = 1\n[values.w]\nvalue = 2\n'
+                                     '[[deviation]]\ncase = "x.y"\nrule = "RFC9293/3.10.7.4"\nreason = "base"\n')
+    (tmp_path / "b.toml").write_text('stack = "b"\nbase = "a"\n[values.w]\nvalue = 3\n'
+                                     '[[deviation]]\ncase = "x.y"\nrule = "RFC9293/3.10.7.4"\nreason = "own"\n')
+    b = Profile.load("b", tmp_path)
+    assert b.values["v"]["value"] == 1 and b.values["w"]["value"] == 3
+    assert b.deviation("x.y", "test_t", "ipv4")["reason"] == "own"
+    (tmp_path / "c.toml").write_text('stack = "c"\nbase = "c"\n')
+    with pytest.raises(CatalogError, match="'base' names another profile"):
+        Profile.load("c", tmp_path)
+
+
+def test_linux_6_1_profile_loads_over_linux():
+    p = Profile.load("linux-6.1")
+    p.check_cases(Catalog.load())
+    assert "sysctl" not in p.values["rto_min"] and p.values["synack_retries"]["sysctl"] == "net.ipv4.tcp_synack_retries"
+    assert p.behaviour["time-wait.reopen-iss"]["answer"] == "isn_clock_tick"
