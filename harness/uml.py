@@ -24,7 +24,8 @@ Rules of this file:
   overflows the guest's tty buffer (line_unthrottle does not re-arm its
   descriptor), and requests reach 180 kB.
 - UML, its namespace and its directory go on every exit path. A UML whose
-  owner died outright powers itself off: its console reaches end of input.
+  owner died outright powers itself off (its console reaches end of input);
+  the next start removes what it left, as the next run reaps namespaces.
 - build/uml-xstate.so (uml_xstate.c) is preloaded into UML, which otherwise
   cannot run a process on a host with AVX-512 or AMX (see that file).
 """
@@ -114,6 +115,22 @@ SHIM_SOURCE = Path(__file__).with_name("uml_xstate.c")
 SHIM = ROOT / "build" / "uml-xstate.so"
 
 
+DIR_PREFIX = "tcpconf-uml-"               # + <pid of the owner>-<random>, in the temporary directory
+
+
+def reap() -> list[str]:
+    """Remove the directories of UMLs whose owner is gone (killed outright:
+    its UML powered itself off, netns.reap() takes its namespace)."""
+    from .netns import pid_alive
+    gone = []
+    for d in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*-*"):
+        owner = d.name[len(DIR_PREFIX):].split("-")[0]
+        if owner.isdigit() and int(owner) != os.getpid() and not pid_alive(int(owner)):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(str(d))
+    return gone
+
+
 class UmlError(RuntimeError):
     """UML could not be started; the message says what to do."""
 
@@ -156,7 +173,8 @@ class Uml:
             raise UmlError("user-mode-linux is not installed: apt-get install user-mode-linux")
         shim = build_shim()
         try:
-            self.dir = Path(tempfile.mkdtemp(prefix="tcpconf-uml-"))
+            reap()
+            self.dir = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
             init = self.dir / "init"
             init.write_text(f"#!/bin/sh\ncd {shlex.quote(str(ROOT))} && "
                             f"exec {shlex.quote(sys.executable)} -S -m harness.uml --guest\n")

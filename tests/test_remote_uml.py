@@ -8,6 +8,7 @@ import os
 import select
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 
@@ -15,7 +16,7 @@ import pytest
 
 from faults import Fault, FaultPlugin
 from harness import netns
-from harness.uml import Uml, UmlError
+from harness.uml import Uml, UmlError, reap as uml_reap
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,7 +125,7 @@ def _uml_of(ns: str) -> list[int]:
 
 def test_uml_of_a_killed_owner_powers_off():
     """`python -m harness.uml` killed with SIGKILL: its UML sees the end of its
-    console and powers off; the next run reaps the namespace."""
+    console and powers off; the next run reaps its namespace and directory."""
     owner = subprocess.Popen([sys.executable, "-m", "harness.uml"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         said = ""
@@ -148,3 +149,6 @@ def test_uml_of_a_killed_owner_powers_off():
             os.close(fd)
     netns.reap()
     assert ns not in netns.suite_namespaces()
+    left = list(Path(tempfile.gettempdir()).glob(f"tcpconf-uml-{owner.pid}-*"))
+    assert left and set(uml_reap()) >= {str(d) for d in left}
+    assert not any(d.exists() for d in left)
