@@ -135,6 +135,20 @@ class UmlError(RuntimeError):
     """UML could not be started; the message says what to do."""
 
 
+def group(pgid: int) -> list[int]:
+    """The processes of process group `pgid` that have not exited."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state, _, pgrp = f.read().rpartition(")")[2].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            out.append(int(pid))
+    return out
+
+
 def build_shim() -> Path:
     if SHIM.exists() and SHIM.stat().st_mtime >= SHIM_SOURCE.stat().st_mtime:
         return SHIM
@@ -250,10 +264,18 @@ class Uml:
             except subprocess.TimeoutExpired:
                 pass
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)   # UML's processes (one per guest process)
+                os.killpg(self.proc.pid, signal.SIGKILL)   # UML's processes: one per guest process
             except ProcessLookupError:
                 pass
             self.proc.wait()
+            deadline = time.monotonic() + 10
+            for pid in group(self.proc.pid):      # still exiting: wait for each (a pidfd reads when it is gone)
+                try:
+                    fd = os.pidfd_open(pid)
+                except ProcessLookupError:
+                    continue
+                select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                os.close(fd)
         if self.ns is not None:
             self.ns.remove()
         if self.dir is not None:

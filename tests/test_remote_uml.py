@@ -16,7 +16,7 @@ import pytest
 
 from faults import Fault, FaultPlugin
 from harness import netns
-from harness.uml import Uml, UmlError, reap as uml_reap
+from harness.uml import Uml, UmlError, group, reap as uml_reap
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,20 +44,6 @@ def _verdicts(junit) -> dict:
                 message = c.get("message", "")
         out[f"{tc.get('classname')}::{tc.get('name')}"] = (verdict, message)
     return out
-
-
-def _group_alive(pgid: int) -> list[int]:
-    """Processes of process group `pgid` that still run (UML runs one per guest process)."""
-    alive = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            alive.append(int(pid))
-    return alive
 
 
 def test_quick_suite_against_linux_6_1(uml, tmp_path):
@@ -94,9 +80,9 @@ def test_reopened_time_wait_iss_off_the_isn_clock_fails(uml, run_case):
 def test_stop_leaves_nothing():
     u = Uml().start()
     pgid, ns, where = u.proc.pid, u.ns.name, u.dir
-    assert _group_alive(pgid) and ns in netns.suite_namespaces() and where.exists()
+    assert group(pgid) and ns in netns.suite_namespaces() and where.exists()
     u.stop()
-    assert not _group_alive(pgid)
+    assert not group(pgid)
     assert ns not in netns.suite_namespaces()
     assert not where.exists()
 
@@ -105,7 +91,7 @@ def test_failed_boot_leaves_nothing():
     u = Uml(boot_timeout=0.2)
     with pytest.raises(UmlError, match="not ready within"):
         u.start()
-    assert u.proc.returncode is not None and not _group_alive(u.proc.pid)
+    assert u.proc.returncode is not None and not group(u.proc.pid)
     assert u.ns.name not in netns.suite_namespaces()
     assert not u.dir.exists()
 
