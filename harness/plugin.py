@@ -189,8 +189,8 @@ def pytest_collection_modifyitems(session, config, items):
         if cid not in st["catalog"]:
             problems.append(f"{item.nodeid}: case {cid!r} is not in the catalog (cases/*.toml)")
             continue
-        family = item.callspec.params.get("family") if hasattr(item, "callspec") else None
-        dev = st["profile"].deviation(cid, item.originalname, family)
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        dev = st["profile"].deviation(cid, item.originalname, params.get("family"), params)
         if dev:
             item.add_marker(pytest.mark.xfail(reason=f"known deviation of {st['stack']} ({dev['rule']}): {dev['reason']}",
                                               strict=True, raises=AssertionError))
