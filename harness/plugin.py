@@ -304,11 +304,12 @@ def pytest_collection_modifyitems(session, config, items):
         if cid not in st["catalog"]:
             problems.append(f"{item.nodeid}: case {cid!r} is not in the catalog (cases/*.toml)")
             continue
-        family = item.callspec.params.get("family") if hasattr(item, "callspec") else None
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        family = params.get("family")
         ids = item.callspec.id.split("-") if hasattr(item, "callspec") else []
         if family in ids:
             ids.remove(family)
-        dev = st["profile"].deviation(cid, item.originalname, family, "-".join(ids))
+        dev = st["profile"].deviation(cid, item.originalname, family, params, "-".join(ids))
         if dev:
             item.add_marker(pytest.mark.xfail(reason=f"known deviation of {st['stack']} ({dev['rule']}): {dev['reason']}",
                                               strict=True, raises=AssertionError))
