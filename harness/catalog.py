@@ -208,18 +208,16 @@ class Profile:
             if d["case"] not in catalog:
                 raise CatalogError(f"{self.source}: deviation for unknown case {d['case']!r}")
 
-    def deviation(self, case_id: str, test: str, family: str, params: dict | None = None,
-                  variant: str = "") -> dict | None:
+    def deviation(self, case_id: str, test: str, family: str, params: dict | None = None) -> dict | None:
         """The deviation documented for one test item: its case id, test
         function name, family and parameter values (item.callspec.params).
-        `tests` lists test functions, or one parametrization as
-        `name[variant]` (its ids without the family); `params` matches
-        parameter values."""
+        `tests` lists test functions, `families` families, and `params`
+        parameter values, e.g. params = {completion = "synack"}."""
         params = params or {}
         for d in self.deviations:
             if d["case"] != case_id:
                 continue
-            if "tests" in d and test not in d["tests"] and f"{test}[{variant}]" not in d["tests"]:
+            if "tests" in d and test not in d["tests"]:
                 continue
             if "families" in d and family not in d["families"]:
                 continue

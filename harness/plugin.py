@@ -305,11 +305,7 @@ def pytest_collection_modifyitems(session, config, items):
             problems.append(f"{item.nodeid}: case {cid!r} is not in the catalog (cases/*.toml)")
             continue
         params = item.callspec.params if hasattr(item, "callspec") else {}
-        family = params.get("family")
-        ids = item.callspec.id.split("-") if hasattr(item, "callspec") else []
-        if family in ids:
-            ids.remove(family)
-        dev = st["profile"].deviation(cid, item.originalname, family, params, "-".join(ids))
+        dev = st["profile"].deviation(cid, item.originalname, params.get("family"), params)
         if dev:
             item.add_marker(pytest.mark.xfail(reason=f"known deviation of {st['stack']} ({dev['rule']}): {dev['reason']}",
                                               strict=True, raises=AssertionError))

@@ -240,14 +240,6 @@ def test_catalog_loads_the_lwip_profile_too():
     Profile.load("lwip").check_cases(Catalog.load())
 
 
-def test_a_deviation_can_name_one_parametrization_of_a_test(tmp_path):
-    (tmp_path / "x.toml").write_text('stack = "x"\n[[deviation]]\ncase = "a.b"\ntests = ["test_t[seq-at-rcv-nxt]"]\n'
-                                     'rule = "RFC9293/3.10.7.4"\nreason = "r"\n')
-    p = Profile.load("x", tmp_path)
-    assert p.deviation("a.b", "test_t", "ipv4", "seq-at-rcv-nxt")
-    assert not p.deviation("a.b", "test_t", "ipv4", "seq-below") and not p.deviation("a.b", "test_t", "ipv6")
-
-
 def test_profile_must_name_its_stack_and_valid_behaviour(tmp_path):
     (tmp_path / "x.toml").write_text('stack = "y"\n')
     with pytest.raises(CatalogError, match="'stack' must be 'x'"):
