@@ -402,8 +402,11 @@ class StreamTransport:
 
     def __call__(self, req: dict) -> dict:
         data = (json.dumps(req) + "\n").encode()
-        while data:
-            data = data[os.write(self.wfd, data):]
+        try:
+            while data:
+                data = data[os.write(self.wfd, data):]
+        except (BrokenPipeError, ConnectionError):
+            raise AppError("ECONNRESET", "the app-control agent is gone (did it crash?)") from None
         deadline = time.monotonic() + self.timeout + float(req.get("timeout", 0) or 0)
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
