@@ -206,7 +206,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="runs of the quick cases for the overhead")
     ap.add_argument("--connections", type=int, default=40, help="half-open connections for the timer error")
     ap.add_argument("--suite", action="store_true", help="also run the full suite (slow cases: about 70 s)")
-    ap.add_argument("-n", "--workers", type=int, default=8, help="xdist workers for --suite and --verdicts")
+    ap.add_argument("-n", "--workers", type=int, default=12, help="xdist workers for --suite and --verdicts")
     ap.add_argument("--verdicts", type=int, default=0, metavar="RUNS",
                     help="only run the suite RUNS times in a row and compare the verdicts")
     ap.add_argument("--hog", action="store_true", help="with --verdicts: keep every core busy meanwhile")

@@ -104,6 +104,8 @@ def pytest_configure(config):
         profile.check_cases(catalog)
     except (StackError, CatalogError) as e:
         raise pytest.UsageError(str(e)) from None
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "maxschedchunk", 0) is None:
+        config.option.maxschedchunk = 1          # xdist: tests handed out in pairs (see _spread)
     sysctls = _pairs(config.getoption("sysctl"), "--sysctl")
     for key in sysctls:
         if cls.tunables() is not None:
@@ -316,9 +318,11 @@ def pytest_collection_modifyitems(session, config, items):
 
 def _spread(items: list) -> list:
     """Order for xdist: cases that wait on timers (slow ones first) each
-    followed by a quick one. xdist hands every worker its first tests in
-    consecutive pairs, so each long case starts at once on a worker of its
-    own, and the run's wall time is close to its longest case, not a sum."""
+    followed by a quick one. With --maxschedchunk 1 (the plugin's default
+    under xdist) every worker gets its first tests as a consecutive pair, so
+    each long case starts at once on a worker of its own, and with more
+    workers than slow cases the run's wall time is close to its longest
+    case, not a sum."""
     def waits(i):
         return i.get_closest_marker("slow") is not None or "tolerance" in getattr(i, "fixturenames", ())
     long = sorted((i for i in items if waits(i)), key=lambda i: i.get_closest_marker("slow") is None)
