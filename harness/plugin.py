@@ -104,6 +104,9 @@ def pytest_configure(config):
         profile.check_cases(catalog)
     except (StackError, CatalogError) as e:
         raise pytest.UsageError(str(e)) from None
+    if getattr(config.option, "clean_alluredir", False) and getattr(config.option, "numprocesses", None):
+        raise pytest.UsageError("--clean-alluredir with -n: every xdist worker would empty the results directory "
+                                "and lose the others' results; drop it: the suite cleans the directory itself")
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "maxschedchunk", 0) is None:
         config.option.maxschedchunk = 1          # xdist: tests handed out in pairs (see _spread)
     sysctls = _pairs(config.getoption("sysctl"), "--sysctl")
