@@ -38,6 +38,7 @@ import pytest
 from . import netns
 from .agent import AppError
 from .catalog import Catalog, CatalogError, Profile
+from .link import kernel_stamps_on
 from .peer import Peer
 from .render import ladder, svg
 from .stacks import APP, SYSCTL, StackConfig, StackError, check_options, stack_class
@@ -109,6 +110,7 @@ def pytest_configure(config):
                                 "and lose the others' results; drop it: the suite cleans the directory itself")
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "maxschedchunk", 0) is None:
         config.option.maxschedchunk = 1          # xdist: tests handed out in pairs (see _spread)
+    kernel_stamps_on()                       # before the first case: see harness/link.py
     sysctls = _pairs(config.getoption("sysctl"), "--sysctl")
     for key in sysctls:
         if cls.tunables() is not None:
