@@ -405,8 +405,8 @@ class StreamTransport:
         try:
             while data:
                 data = data[os.write(self.wfd, data):]
-        except (BrokenPipeError, ConnectionResetError):
-            raise AppError("ECONNRESET", "the app-control agent closed the connection (did it crash?)") from None
+        except (BrokenPipeError, ConnectionError):
+            raise AppError("ECONNRESET", "the app-control agent is gone (did it crash?)") from None
         deadline = time.monotonic() + self.timeout + float(req.get("timeout", 0) or 0)
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
@@ -440,7 +440,6 @@ def serve_stream(host: SocketHost, rfile, wfile) -> None:
         line = line.strip()
         if not line:
             continue
-        req = None
         try:
             req = json.loads(line)
             reply = host.dispatch(req) if isinstance(req, dict) else {
@@ -508,22 +507,16 @@ def main(argv=None) -> int:
         srv.bind((host, int(port)))
     srv.listen(4)
     print(f"tcpconf agent: protocol {VERSION}, listening on {a.unix or a.listen}", file=sys.stderr, flush=True)
-    try:
-        serve_clients(srv)
-    except KeyboardInterrupt:
-        return 0
-
-
-def serve_clients(srv: socket.socket) -> None:
-    """Serve the clients of a listening socket, one thread and one set of
-    sockets each, for ever."""
     def session(c):
         with c:
             serve_stream(AgentHost(), c.makefile("rb"), c.makefile("wb"))
 
-    while True:
-        c, _ = srv.accept()
-        threading.Thread(target=session, args=(c,), daemon=True).start()
+    try:
+        while True:                       # one thread, and one set of sockets, per client
+            c, _ = srv.accept()
+            threading.Thread(target=session, args=(c,), daemon=True).start()
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":

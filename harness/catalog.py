@@ -8,8 +8,11 @@ Rules of this file:
   where they can be read, e.g. a sysctl in the SUT's namespace), the RFC
   variant it follows where the RFC leaves a choice, and its known
   deviations, each with its reason and the rule it breaks (the case then
-  reports xfail with that reason on that stack, and stays strict elsewhere).
-  A profile may start from another (`base = "linux"`) and state only what
+  reports xfail with that reason on that stack, and stays strict elsewhere);
+  a deviation may be limited to some tests, families or parameter values.
+- A value's `scale` converts the stack's tunable to the value's unit
+  (value = tunable * scale), so cases see one unit on every stack.
+- A profile may start from another (`base = "linux"`) and state only what
   differs, e.g. for another version of the same kernel.
 - Malformed files are rejected with one line naming the file, the entry and
   what to fix. Unknown keys are errors: a typo must not silently drop a rule.
@@ -144,8 +147,8 @@ class Catalog:
 
 # --- profiles ---------------------------------------------------------------------------
 
-VALUE_KEYS = {"sysctl", "value", "default", "doc", "unit"}
-DEVIATION_KEYS = {"case", "tests", "families", "reason", "rule"}
+VALUE_KEYS = {"sysctl", "value", "default", "doc", "unit", "scale"}
+DEVIATION_KEYS = {"case", "tests", "families", "params", "reason", "rule"}
 BEHAVIOUR_KEYS = {"answer", "rule", "follows", "note"}
 
 
@@ -186,6 +189,8 @@ class Profile:
                 raise CatalogError(f"{where}: values.{name}: unknown key {sorted(bad)[0]!r} (allowed: {', '.join(sorted(VALUE_KEYS))})")
             if "value" not in v and "sysctl" not in v:
                 raise CatalogError(f"{where}: values.{name} needs 'value' or 'sysctl'")
+            if "scale" in v and ("sysctl" not in v or not isinstance(v["scale"], (int, float)) or v["scale"] <= 0):
+                raise CatalogError(f"{where}: values.{name}: scale is a positive number converting its sysctl")
         devs = data.get("deviation", [])
         for d in devs:
             bad = set(d) - DEVIATION_KEYS
@@ -194,6 +199,9 @@ class Profile:
             for key in ("case", "reason", "rule"):
                 if not isinstance(d.get(key), str):
                     raise CatalogError(f"{where}: every [[deviation]] needs case, reason and rule (strings)")
+            if not isinstance(d.get("params", {}), dict):
+                raise CatalogError(f"{where}: [[deviation]] of {d['case']!r}: params is a table, "
+                                   f"e.g. params = {{completion = \"synack\"}}")
         behaviour = data.get("behaviour", {})
         if not isinstance(behaviour, dict):
             raise CatalogError(f"{where}: 'behaviour' must be a table")
@@ -209,16 +217,20 @@ class Profile:
             if d["case"] not in catalog:
                 raise CatalogError(f"{self.source}: deviation for unknown case {d['case']!r}")
 
-    def deviation(self, case_id: str, test: str, family: str, variant: str = "") -> dict | None:
-        """The deviation documented for this test: `tests` lists test
-        functions, or one parametrization as `name[variant]` (its ids
-        without the family, e.g. test_x[seq-at-rcv-nxt])."""
+    def deviation(self, case_id: str, test: str, family: str, params: dict | None = None) -> dict | None:
+        """The deviation documented for one test item: its case id, test
+        function name, family and parameter values (item.callspec.params).
+        `tests` lists test functions, `families` families, and `params`
+        parameter values, e.g. params = {completion = "synack"}."""
+        params = params or {}
         for d in self.deviations:
             if d["case"] != case_id:
                 continue
-            if "tests" in d and test not in d["tests"] and f"{test}[{variant}]" not in d["tests"]:
+            if "tests" in d and test not in d["tests"]:
                 continue
             if "families" in d and family not in d["families"]:
+                continue
+            if any(k not in params or params[k] != v for k, v in d.get("params", {}).items()):
                 continue
             return d
         return None
@@ -243,8 +255,10 @@ class BoundProfile:
             raise CatalogError(f"{self.profile.source}: no value {name!r}; add [values.{name}]") from None
         from .stacks import SYSCTL
         if "sysctl" in spec and SYSCTL in self.stack.capabilities:
-            raw = self.stack.sysctl(spec["sysctl"])
-            value = type(spec.get("default", 0))(raw) if "default" in spec else _number(raw)
+            raw = _number(self.stack.sysctl(spec["sysctl"]))
+            if "scale" in spec:
+                raw = _integral(raw * spec["scale"])
+            value = type(spec.get("default", 0))(raw) if "default" in spec else raw
         elif "value" in spec:
             value = spec["value"]
         else:
@@ -262,7 +276,7 @@ class BoundProfile:
             pytest.skip(f"stack {self.stack.name} cannot set {name} (needs capability 'sysctl')")
         if "sysctl" not in spec:
             pytest.skip(f"stack {self.stack.name} cannot set {name}: {self.profile.source} names no tunable for it")
-        self.stack.set_sysctl(spec["sysctl"], value)
+        self.stack.set_sysctl(spec["sysctl"], _integral(value / spec["scale"]) if "scale" in spec else value)
 
     def behaviour(self, key: str) -> dict:
         """The stack's documented answer: {'answer', 'rule', 'follows', 'note'}."""
@@ -280,6 +294,11 @@ class BoundProfile:
 
     def doc(self, name: str) -> str:
         return self.profile.values.get(name, {}).get("doc", "")
+
+
+def _integral(x):
+    """A scaled number: an int when it is one (1.0 s as 1000 ms, not 1000.0)."""
+    return round(x) if isinstance(x, float) and abs(x - round(x)) < 1e-9 * max(1.0, abs(x)) else x
 
 
 def _number(raw: str):

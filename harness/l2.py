@@ -8,6 +8,8 @@ Rules of this file:
 - Only IP packets enter the Trace (raw, Ethernet header and padding
   removed, like a TunLink's); ARP and neighbour discovery are link
   upkeep and stay out of it. Frames this socket sent are never read back.
+- Received frames carry the kernel's timestamps (SO_TIMESTAMPNS), as on a
+  TunLink.
 - The socket is AF_PACKET on one interface: the kernel side of a TAP
   whose other side a user-space stack holds, or any interface (a veth end, a
   NIC) towards a remote SUT; it asks for promiscuous reception so that
@@ -24,7 +26,7 @@ from scapy.layers.inet import IP
 from scapy.layers.l2 import ARP, Ether
 from scapy.pton_ntop import inet_pton
 
-from .link import Link
+from .link import SO_TIMESTAMPNS, Link, kernel_stamp, kernel_stamps_on, realtime_offset
 
 ETH_P_ALL = 0x0003
 ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
@@ -59,6 +61,9 @@ class PacketLink(Link):
             self.sock.close()
             raise
         self.sock.setblocking(False)
+        kernel_stamps_on()
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.offset = realtime_offset()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -77,10 +82,10 @@ class PacketLink(Link):
         out = []
         while True:
             try:
-                frame, addr = self.sock.recvfrom(65536)
+                frame, anc, _, addr = self.sock.recvmsg(65536, 64)
             except BlockingIOError:
                 return out
-            t = time.monotonic()
+            t = kernel_stamp(anc, self.offset) or time.monotonic()
             if addr[2] == PACKET_OUTGOING:
                 continue
             ip = self._upkeep(frame)

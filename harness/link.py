@@ -3,12 +3,14 @@
 Rules of this file:
 - A Link moves raw IP packets; it knows nothing of TCP. Every packet it sends
   or receives is appended to the Trace with its timestamp, and nothing else.
-- Timestamps are taken right after the packet leaves the write call or
-  returns from the read call (time.monotonic). Reads happen when a Peer
-  waits (expect / expect_none), so a case that waits is blocked in poll(2)
-  when the stack sends, and right after every write, for the replies the
-  stack produced synchronously; the stamp is within tens of microseconds
-  of the kernel's (`python -m harness.bench` measures it).
+- Timestamps are the kernel's where it gives them: a TunLink keeps an
+  AF_PACKET socket with SO_TIMESTAMPNS on its device (the stamps tcpdump
+  shows: when the SUT's kernel handed the packet to the device, or took ours
+  from it), a PacketLink asks its own socket for them. So a timer is judged
+  on when the stack sent, not on when the tester got to read, and a busy
+  machine does not move the stamps. Where the kernel gives none, the stamp
+  is time.monotonic() right after the read or write. Stamps are on the
+  monotonic clock (`python -m harness.bench` measures their error).
 - `filters` are applied to every received packet before it is traced: each
   takes (raw, t) and returns (raw, t) or None (dropped). The project's own
   negative controls use them to break exactly one behaviour of a stack; a
@@ -24,11 +26,16 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import socket
 import struct
 import time
+from collections import deque
 
 from .trace import Trace
 
+SO_TIMESTAMPNS = 35
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
@@ -53,9 +60,13 @@ class Link:
         """Every packet readable now, each with its receive timestamp."""
         raise NotImplementedError
 
+    def _stamp_sent(self, raw: bytes, t: float) -> float:
+        """The kernel's stamp of a packet just written, where there is one."""
+        return t
+
     def send(self, raw: bytes):
         self._write(raw)
-        t = time.monotonic()
+        t = self._stamp_sent(raw, time.monotonic())
         # A reply the stack produced while processing the write is already
         # readable: stamp it now, not after the sent packet has been parsed.
         replies = self._read_ready()
@@ -92,17 +103,84 @@ class Link:
         pass
 
 
+_stamps_on = None
+
+
+def kernel_stamps_on() -> None:
+    """Keep the kernel's receive timestamping on in this process. It is a
+    global switch the kernel flips in deferred work; until it has, captured
+    packets are stamped when read, so it is switched on once, early."""
+    global _stamps_on
+    if _stamps_on is None:
+        _stamps_on = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        _stamps_on.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def realtime_offset() -> float:
+    """CLOCK_REALTIME - CLOCK_MONOTONIC, to put kernel stamps on the monotonic clock."""
+    return min(time.time() - time.monotonic() for _ in range(3))
+
+
+def kernel_stamp(ancillary, offset: float) -> float | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return sec + nsec / 1e9 - offset
+    return None
+
+
+class DeviceStamps:
+    """Kernel timestamps of the packets crossing one device, both ways: an
+    AF_PACKET socket on it (created in the device's namespace)."""
+
+    def __init__(self, ifname: str):
+        kernel_stamps_on()
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        self.sock.bind((ifname, ETH_P_ALL))            # Python applies htons here
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setblocking(False)
+        self.offset = realtime_offset()
+        self.seen = {True: deque(maxlen=4096), False: deque(maxlen=4096)}   # by "sent by the device"
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data, anc, _, addr = self.sock.recvmsg(MAX_PACKET, 64)
+            except BlockingIOError:
+                return
+            t = kernel_stamp(anc, self.offset)
+            if t is not None:
+                self.seen[addr[2] == PACKET_OUTGOING].append((data, t))
+
+    def stamp(self, raw: bytes, outgoing: bool, default: float) -> float:
+        """The kernel's stamp of `raw` (the device sent it, or took it in),
+        else `default`."""
+        self._drain()
+        q = self.seen[outgoing]
+        for i, (data, t) in enumerate(q):
+            if data == raw:
+                for _ in range(i + 1):
+                    q.popleft()
+                return t
+        return default
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class TunLink(Link):
     """The tester's end of a TUN device: writes are packets the SUT's kernel
     receives on the device, reads are packets it routes out of it."""
 
-    def __init__(self, trace: Trace, fd: int):
+    def __init__(self, trace: Trace, fd: int, stamps: DeviceStamps | None = None):
         super().__init__(trace)
         self.fd = fd
+        self.stamps = stamps
 
     @classmethod
     def open(cls, trace: Trace, name: str = "tun0") -> "TunLink":
-        """Create a TUN device in the current network namespace."""
+        """Create a TUN device in the current network namespace; call
+        `stamp_with_kernel()` once the device is up."""
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
         try:
             fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
@@ -110,7 +188,17 @@ class TunLink(Link):
             os.close(fd)
             raise
         os.set_blocking(fd, False)
-        return cls(trace, fd)
+        link = cls(trace, fd)
+        link.name = name
+        return link
+
+    def stamp_with_kernel(self) -> None:
+        """From now on, stamp packets with the kernel's timestamps (the device
+        must be up; call in its namespace)."""
+        self.stamps = DeviceStamps(self.name)
+
+    def _stamp_sent(self, raw: bytes, t: float) -> float:
+        return self.stamps.stamp(raw, False, t) if self.stamps else t
 
     def fileno(self) -> int:
         return self.fd
@@ -124,10 +212,16 @@ class TunLink(Link):
             try:
                 raw = os.read(self.fd, MAX_PACKET)
             except BlockingIOError:
-                return out
+                break
             out.append((raw, time.monotonic()))
+        if self.stamps and out:
+            out = [(raw, self.stamps.stamp(raw, True, t)) for raw, t in out]
+        return out
 
     def close(self) -> None:
+        if self.stamps is not None:
+            self.stamps.close()
+            self.stamps = None
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             from .netns import closer

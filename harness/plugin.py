@@ -38,6 +38,7 @@ import pytest
 from . import netns
 from .agent import AppError
 from .catalog import Catalog, CatalogError, Profile
+from .link import kernel_stamps_on
 from .peer import Peer
 from .render import ladder, svg
 from .stacks import APP, SYSCTL, StackConfig, StackError, check_options, stack_class
@@ -104,6 +105,12 @@ def pytest_configure(config):
         profile.check_cases(catalog)
     except (StackError, CatalogError) as e:
         raise pytest.UsageError(str(e)) from None
+    if getattr(config.option, "clean_alluredir", False) and getattr(config.option, "numprocesses", None):
+        raise pytest.UsageError("--clean-alluredir with -n: every xdist worker would empty the results directory "
+                                "and lose the others' results; drop it: the suite cleans the directory itself")
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "maxschedchunk", 0) is None:
+        config.option.maxschedchunk = 1          # xdist: tests handed out in pairs (see _spread)
+    kernel_stamps_on()                       # before the first case: see harness/link.py
     sysctls = _pairs(config.getoption("sysctl"), "--sysctl")
     for key in sysctls:
         if cls.tunables() is not None:
@@ -304,11 +311,8 @@ def pytest_collection_modifyitems(session, config, items):
         if cid not in st["catalog"]:
             problems.append(f"{item.nodeid}: case {cid!r} is not in the catalog (cases/*.toml)")
             continue
-        family = item.callspec.params.get("family") if hasattr(item, "callspec") else None
-        ids = item.callspec.id.split("-") if hasattr(item, "callspec") else []
-        if family in ids:
-            ids.remove(family)
-        dev = st["profile"].deviation(cid, item.originalname, family, "-".join(ids))
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        dev = st["profile"].deviation(cid, item.originalname, params.get("family"), params)
         if dev:
             item.add_marker(pytest.mark.xfail(reason=f"known deviation of {st['stack']} ({dev['rule']}): {dev['reason']}",
                                               strict=True, raises=AssertionError))
@@ -319,9 +323,11 @@ def pytest_collection_modifyitems(session, config, items):
 
 def _spread(items: list) -> list:
     """Order for xdist: cases that wait on timers (slow ones first) each
-    followed by a quick one. xdist hands every worker its first tests in
-    consecutive pairs, so each long case starts at once on a worker of its
-    own, and the run's wall time is close to its longest case, not a sum."""
+    followed by a quick one. With --maxschedchunk 1 (the plugin's default
+    under xdist) every worker gets its first tests as a consecutive pair, so
+    each long case starts at once on a worker of its own, and with more
+    workers than slow cases the run's wall time is close to its longest
+    case, not a sum."""
     def waits(i):
         return i.get_closest_marker("slow") is not None or "tolerance" in getattr(i, "fixturenames", ())
     long = sorted((i for i in items if waits(i)), key=lambda i: i.get_closest_marker("slow") is None)

@@ -32,8 +32,9 @@ def mine(pid: int) -> list:
 
 def test_quick_run_is_green_and_keeps_the_allure_contract(tmp_path):
     results = tmp_path / "allure"
-    r, _ = run("conformance/", "-m", "not slow", "-n", "4", f"--alluredir={results}")
+    r, pid = run("conformance/", "-m", "not slow", "-n", "4", f"--alluredir={results}")
     assert r.returncode == 0, r.stdout[-3000:]
+    assert mine(pid) == []                  # a normal run leaves no namespace
     found = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
     assert found, "no Allure results written"
     for res in found:
@@ -52,6 +53,7 @@ def test_quick_run_is_green_and_keeps_the_allure_contract(tmp_path):
     (["--sysctl", "net.ipv4.no_such=1"], "no such sysctl"),
     (["--sysctl", "net.ipv4.tcp_sack"], "expected KEY=VALUE"),
     (["--sysctl", "net.ipv4.tcp_synack_retries=lots"], "the kernel refuses it"),
+    (["-n", "2", "--alluredir=/tmp/tcpconf-unused", "--clean-alluredir"], "drop it"),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(args, message):
     r, pid = run("conformance/", *args)
@@ -196,3 +198,26 @@ def test_a_crashing_sut_process_fails_the_case_and_leaves_nothing(run_case):
     assert "ECONNRESET" in result.stdout.str() and "crash" in result.stdout.str()
     assert seen["ns"] not in netns.suite_namespaces()
     assert not netns.pid_alive(seen["pid"])
+
+
+def test_two_suites_at_the_same_time_do_not_collide():
+    """Two runs side by side (each with its own workers): names, interfaces
+    and addresses live in each run's own namespaces."""
+    args = [*PYTEST, "conformance/", "-n", "2", "-q", "-k",
+            "test_data_on_third_ack_is_delivered or test_fin_retransmitted_into_time_wait or test_syn_to_closed_port"]
+    runs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in runs]
+    for p, out in zip(runs, outs):
+        assert p.returncode == 0 and "6 passed" in out, out[-2000:]
+        assert mine(p.pid) == []
+
+
+@pytest.mark.parametrize("name", ["lwip", "gvisor"])
+def test_an_unbuilt_agent_is_one_line_saying_what_to_run(pytester, monkeypatch, name):
+    from harness.stacks import stack_class
+    monkeypatch.setattr(stack_class(name), "agent_path", classmethod(lambda cls: Path("/nonexistent/agent")))
+    result = pytester.runpytest_inprocess("-p", "harness.plugin", "--stack", name)
+    assert result.ret == 4
+    errors = [l for l in result.errlines if l.strip()]
+    assert len(errors) == 1 and f"python3 -m harness.setup --stack {name}" in errors[0], errors

@@ -111,14 +111,19 @@ def test_an_option_lwip_lacks_skips_the_case_and_a_typo_fails_it(run_case, pytes
     r.stdout.fnmatch_lines(["*EINVAL: no socket option 'TCP_SYNCOUNT'*", "*stack lwip lacks it: lwIP has no TCP_SYNCNT*"])
 
 
-@pytest.mark.parametrize("test, fault", [
-    ("test_handshake.py::test_data_on_third_ack_is_delivered", Fault("A", nth=1, action="ack", offset=-1)),
-    ("test_teardown.py::test_fin_retransmitted_into_time_wait", Fault("A", nth=3, action="drop")),
-], ids=["data-ack-ack-1", "time-wait-drop-ack3"])
-def test_smoke_cases_fail_against_lwip_when_broken(run_case, test, fault):
+@pytest.mark.parametrize("test, fault, requirement", [
+    ("test_handshake.py::test_data_on_third_ack_is_delivered", Fault("A", nth=1, action="ack", offset=-1),
+     "RFC9293/3.10.7.4"),
+    ("test_teardown.py::test_fin_retransmitted_into_time_wait", Fault("A", nth=3, action="drop"), "RFC9293/3.10.7.4"),
+    # lwIP's first RTO is its initial 3 s (rto_min in its profile): the retransmission 1.5 s late
+    ("test_timers.py::test_first_rto_after_a_tiny_rtt", Fault("A", nth=2, action="delay", offset=1.5), "RFC6298/2.4"),
+], ids=["data-ack-ack-1", "time-wait-drop-ack3", "first-rto-delay-a2"])
+def test_smoke_cases_fail_against_lwip_when_broken(run_case, test, fault, requirement):
     """Negative controls through the lwIP adapter: the checked behaviour
     broken on the TAP link fails the case, naming its requirement."""
     result = run_case(f"conformance/{test}[ipv4]", "--stack", "lwip", plugins=[FaultPlugin(fault)])
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "RFC9293/3.10.7.4" in out and "expected:" in out and "seen:" in out
+    assert requirement in out and "expected:" in out and "seen:" in out
+    if fault.action == "delay":
+        assert "timing:" in out

@@ -68,6 +68,7 @@ class LinuxStack(Stack):
                          flags=IFA_F_NODAD)
             ipr.link("set", index=idx, state="up")
             self.mtu = ipr.get_links(idx)[0].get_attr("IFLA_MTU")
+            self.link.stamp_with_kernel()
         for key, value in self.config.sysctls.items():
             self._write_proc(key, value)
         self.diag = DiagSocket()
