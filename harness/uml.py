@@ -44,6 +44,8 @@ import threading
 import time
 from pathlib import Path
 
+from .setup import apt_install
+
 READY = b"tcpconf-uml: agent ready"
 SUT = {"ipv4": ("198.18.0.1", 24, "198.18.0.2"), "ipv6": ("2001:2::1", 64, "2001:2::2")}
 SUT_MAC, CONTROL_MAC = "02:00:00:74:63:01", "02:00:00:74:63:11"
@@ -162,6 +164,13 @@ def build_shim() -> Path:
     return SHIM
 
 
+def setup() -> None:
+    """What UML needs here: Debian's package and the shim
+    (python3 -m harness.setup --uml)."""
+    apt_install(("user-mode-linux", "gcc"), "user-mode Linux")
+    build_shim()
+
+
 class Uml:
     """One booted UML with the agent on its control link."""
 
@@ -184,7 +193,7 @@ class Uml:
         from .netns import Namespace, write_sysctl
 
         if self.binary() is None:
-            raise UmlError("user-mode-linux is not installed: apt-get install user-mode-linux")
+            raise UmlError("user-mode Linux is not installed: run python3 -m harness.setup --uml")
         shim = build_shim()
         try:
             reap()

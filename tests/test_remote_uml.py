@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(Uml.binary() is None,
-                                 reason="user-mode-linux is not installed (apt-get install user-mode-linux)")]
+                                 reason="user-mode Linux is not installed (python3 -m harness.setup --uml)")]
 
 
 @pytest.fixture(scope="module")

@@ -334,3 +334,17 @@ def test_linux_6_1_profile_loads_over_linux():
     p.check_cases(Catalog.load())
     assert "sysctl" not in p.values["rto_min"] and p.values["synack_retries"]["sysctl"] == "net.ipv4.tcp_synack_retries"
     assert p.behaviour["time-wait.reopen"]["answer"] == "reopen-isn-clock"
+
+
+# --- set-up: Debian packages -----------------------------------------------------------------------
+
+def test_apt_install_checks_what_is_installed_and_says_what_to_run(monkeypatch):
+    from harness import setup
+    assert setup.package_version("dpkg")                       # installed: a version
+    assert setup.package_version("tcpconf-no-such-package") is None
+    setup.apt_install(["dpkg"], "nothing")                     # all there: nothing to do, no apt-get
+    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)
+    with pytest.raises(setup.SetupError) as e:
+        setup.apt_install(["dpkg", "tcpconf-no-such-package"], "the test")
+    assert str(e.value) == ("the test needs Debian's tcpconf-no-such-package: "
+                            "as root, apt-get install tcpconf-no-such-package")
