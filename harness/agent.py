@@ -440,6 +440,7 @@ def serve_stream(host: SocketHost, rfile, wfile) -> None:
         line = line.strip()
         if not line:
             continue
+        req = None
         try:
             req = json.loads(line)
             reply = host.dispatch(req) if isinstance(req, dict) else {
@@ -507,16 +508,22 @@ def main(argv=None) -> int:
         srv.bind((host, int(port)))
     srv.listen(4)
     print(f"tcpconf agent: protocol {VERSION}, listening on {a.unix or a.listen}", file=sys.stderr, flush=True)
+    try:
+        serve_clients(srv)
+    except KeyboardInterrupt:
+        return 0
+
+
+def serve_clients(srv: socket.socket) -> None:
+    """Serve the clients of a listening socket, one thread and one set of
+    sockets each, for ever."""
     def session(c):
         with c:
             serve_stream(AgentHost(), c.makefile("rb"), c.makefile("wb"))
 
-    try:
-        while True:                       # one thread, and one set of sockets, per client
-            c, _ = srv.accept()
-            threading.Thread(target=session, args=(c,), daemon=True).start()
-    except KeyboardInterrupt:
-        return 0
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=session, args=(c,), daemon=True).start()
 
 
 if __name__ == "__main__":

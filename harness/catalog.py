@@ -12,6 +12,8 @@ Rules of this file:
   a deviation may be limited to some tests, families or parameter values.
 - A value's `scale` converts the stack's tunable to the value's unit
   (value = tunable * scale), so cases see one unit on every stack.
+- A profile may start from another (`base = "linux"`) and state only what
+  differs, e.g. for another version of the same kernel.
 - Malformed files are rejected with one line naming the file, the entry and
   what to fix. Unknown keys are errors: a typo must not silently drop a rule.
 """
@@ -166,11 +168,18 @@ class Profile:
             raise CatalogError(f"no profile for stack {stack!r}: create {_rel(path)} (see cases/profiles/linux.toml)")
         data = _load_toml(path)
         where = _rel(path)
-        extra = set(data) - {"stack", "title", "values", "behaviour", "deviation"}
+        extra = set(data) - {"stack", "title", "base", "values", "behaviour", "deviation"}
         if extra:
             raise CatalogError(f"{where}: unknown top-level key {sorted(extra)[0]!r}")
         if data.get("stack") != stack:
             raise CatalogError(f"{where}: 'stack' must be {stack!r}")
+        if "base" in data:                  # another version of a documented stack: what differs, over its profile
+            if not isinstance(data["base"], str) or data["base"] == stack:
+                raise CatalogError(f"{where}: 'base' names another profile, e.g. base = \"linux\"")
+            base = cls.load(data["base"], directory)
+            data = {**data, "values": {**base.values, **data.get("values", {})},
+                    "behaviour": {**base.behaviour, **data.get("behaviour", {})},
+                    "deviation": [*data.get("deviation", []), *base.deviations]}
         values = data.get("values", {})
         for name, v in values.items():
             if not isinstance(v, dict):

@@ -85,20 +85,19 @@ class Link:
         self.trace.add(raw, t, "sut")
 
     def poll(self, deadline: float) -> bool:
-        """Wait until a packet arrives or `deadline` (monotonic) passes; trace
-        every packet that is readable. True if anything was read."""
+        """Wait until something arrives or `deadline` (monotonic) passes; trace
+        every packet that is readable. True if a packet was traced, or if
+        anything else was read before the deadline (a frame of link upkeep,
+        such as an ARP reply: whoever waits for it must get to look)."""
         p = select.poll()
         p.register(self.fileno(), select.POLLIN)
-        while True:
-            left = deadline - time.monotonic()
-            if p.poll(max(0, int(left * 1000 + 0.999))):
-                frames = self._read_ready()
-                for raw, t in frames:
-                    self._deliver(raw, t)
-                if frames:
-                    return True
-            if left <= 0:
-                return False
+        left = deadline - time.monotonic()
+        if not p.poll(max(0, int(left * 1000 + 0.999))):
+            return False
+        frames = self._read_ready()
+        for raw, t in frames:
+            self._deliver(raw, t)
+        return bool(frames) or time.monotonic() < deadline
 
     def close(self) -> None:
         pass

@@ -5,7 +5,8 @@ Rules of this file:
   installed. It is idempotent: a second run checks and does nothing new.
 - It creates `.venv` with the project installed (editable), and, when asked,
   what optional parts need (`--report`: Allure 3 from npm for the HTML
-  report; `--stack NAME`: the packages and agent builds a stack needs).
+  report; `--stack NAME`: the packages and agent builds a stack needs;
+  `--uml`: user-mode Linux, a second kernel for `--stack remote`).
 - A missing tool is one line saying what to install; the exit is non-zero.
 """
 from __future__ import annotations
@@ -34,6 +35,38 @@ def run(cmd: list, **kw) -> None:
         raise SetupError(f"{cmd[0]} is not installed: install it and run python3 -m harness.setup again") from None
     except subprocess.CalledProcessError as e:
         raise SetupError(f"{' '.join(map(str, cmd))} failed (exit {e.returncode})") from None
+
+
+def package_version(package: str) -> str | None:
+    """The installed version of a Debian package, or None."""
+    if shutil.which("dpkg-query") is None:
+        return None
+    r = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${Version}", package],
+                       capture_output=True, text=True)
+    status, _, version = r.stdout.partition(" ")
+    return (version.strip() or None) if r.returncode == 0 and status.startswith("ii") else None
+
+
+def apt_install(packages, purpose: str) -> None:
+    """Install the Debian `packages` that are missing (root and apt-get
+    needed), for `purpose`; one line (SetupError) if they cannot be."""
+    missing = [p for p in packages if package_version(p) is None]
+    if not missing:
+        return
+    what = " ".join(missing)
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        raise SetupError(f"{purpose} needs Debian's {what}: as root, apt-get install {what}")
+    print(f"setup: installing {what} (apt-get), for {purpose}", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    lock = ["-o", "DPkg::Lock::Timeout=300"]
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *lock, *missing]
+    r = subprocess.run(install, env=env, capture_output=True, text=True)
+    if r.returncode != 0:                    # stale package lists: refresh once
+        subprocess.run(["apt-get", "update", "-q", *lock], env=env, capture_output=True)
+        r = subprocess.run(install, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()
+        raise SetupError(f"apt-get install {what} failed: {tail[-1] if tail else r.returncode}")
 
 
 def python_env() -> None:
@@ -68,14 +101,12 @@ def report_tools() -> None:
     stamp.touch()
 
 
-def stack_tools(name: str) -> None:
-    if name == "linux":
-        return
-    # The stack's setup() runs in .venv (harness.stacks needs scapy); its
-    # StackError (an unknown name, a missing tool) is the one line the user sees.
-    code = (f"import sys, harness.stacks as s\n"
-            f"try:\n    s.stack_class({name!r}).setup()\n"
-            f"except s.StackError as e:\n    sys.exit(f'setup: {{e}}')\n")
+def in_venv(call: str) -> None:
+    """Run `call` (a set-up function of the project) in .venv, where harness's
+    dependencies are; its StackError or SetupError is the one line shown."""
+    code = (f"import sys, harness.stacks as s, harness.setup as u, harness.uml\n"
+            f"try:\n    {call}\n"
+            f"except (s.StackError, u.SetupError, harness.uml.UmlError) as e:\n    sys.exit(f'setup: {{e}}')\n")
     if subprocess.run([str(PY), "-c", code], cwd=ROOT).returncode != 0:
         raise SetupError("")
 
@@ -86,13 +117,18 @@ def main(argv=None) -> int:
     p.add_argument("--report", action="store_true", help="also install Allure 3 (npm) for the HTML report")
     p.add_argument("--stack", action="append", default=[], metavar="NAME",
                    help="also install and build what stack NAME needs (repeatable)")
+    p.add_argument("--uml", action="store_true",
+                   help="also install user-mode Linux (a second kernel for --stack remote: python -m harness.uml)")
     a = p.parse_args(argv)
     try:
         python_env()
         if a.report:
             report_tools()
         for name in a.stack:
-            stack_tools(name)
+            if name != "linux":
+                in_venv(f"s.stack_class({name!r}).setup()")
+        if a.uml:
+            in_venv("harness.uml.setup()")
     except SetupError as e:
         if str(e):
             print(f"setup: {e}", file=sys.stderr)

@@ -312,3 +312,39 @@ def test_scaled_value_reads_and_sets_the_tunable_in_its_own_unit(tmp_path):
     (tmp_path / "x.toml").write_text('stack = "x"\n[values.timeout]\nvalue = 60\nscale = 0.001\n')
     with pytest.raises(CatalogError, match="scale is a positive number"):
         Profile.load("x", tmp_path)
+
+
+# --- profiles based on another (linux-6.1 on linux) ----------------------------------------------
+
+def test_a_profile_states_what_differs_from_its_base(tmp_path):
+    (tmp_path / "a.toml").write_text('stack = "a"\n[values.v]\nvalue = 1\n[values.w]\nvalue = 2\n'
+                                     '[[deviation]]\ncase = "x.y"\nrule = "RFC9293/3.10.7.4"\nreason = "base"\n')
+    (tmp_path / "b.toml").write_text('stack = "b"\nbase = "a"\n[values.w]\nvalue = 3\n'
+                                     '[[deviation]]\ncase = "x.y"\nrule = "RFC9293/3.10.7.4"\nreason = "own"\n')
+    b = Profile.load("b", tmp_path)
+    assert b.values["v"]["value"] == 1 and b.values["w"]["value"] == 3
+    assert b.deviation("x.y", "test_t", "ipv4")["reason"] == "own"
+    (tmp_path / "c.toml").write_text('stack = "c"\nbase = "c"\n')
+    with pytest.raises(CatalogError, match="'base' names another profile"):
+        Profile.load("c", tmp_path)
+
+
+def test_linux_6_1_profile_loads_over_linux():
+    p = Profile.load("linux-6.1")
+    p.check_cases(Catalog.load())
+    assert "sysctl" not in p.values["rto_min"] and p.values["synack_retries"]["sysctl"] == "net.ipv4.tcp_synack_retries"
+    assert p.behaviour["time-wait.reopen"]["answer"] == "reopen-isn-clock"
+
+
+# --- set-up: Debian packages -----------------------------------------------------------------------
+
+def test_apt_install_checks_what_is_installed_and_says_what_to_run(monkeypatch):
+    from harness import setup
+    assert setup.package_version("dpkg")                       # installed: a version
+    assert setup.package_version("tcpconf-no-such-package") is None
+    setup.apt_install(["dpkg"], "nothing")                     # all there: nothing to do, no apt-get
+    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)
+    with pytest.raises(setup.SetupError) as e:
+        setup.apt_install(["dpkg", "tcpconf-no-such-package"], "the test")
+    assert str(e.value) == ("the test needs Debian's tcpconf-no-such-package: "
+                            "as root, apt-get install tcpconf-no-such-package")

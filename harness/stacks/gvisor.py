@@ -25,12 +25,14 @@ from pathlib import Path
 
 from . import ADDRESSES, APP, STATE, SYSCTL, StackError
 from ..agent import AppError
+from ..setup import apt_install, package_version
 from .tap import BUILD, TapStack
 
 SOURCE = Path(__file__).resolve().parent / "gvisor" / "agent"
 GOPATH = "/usr/share/gocode"
 NETSTACK = Path(GOPATH) / "src" / "gvisor.dev" / "gvisor" / "pkg" / "tcpip"
-PACKAGES = ("golang-go", "golang-gvisor-gvisor-dev")
+NETSTACK_PACKAGE = "golang-gvisor-gvisor-dev"
+PACKAGES = ("golang-go", NETSTACK_PACKAGE)
 # The agent's `sysctl` names (harness/stacks/gvisor/agent/options.go tunables).
 TUNABLES = frozenset({
     "tcp.sack", "tcp.syncookies", "tcp.time_wait_timeout_ms", "tcp.linger_timeout_ms",
@@ -101,7 +103,7 @@ class GvisorStack(TapStack):
 
     def version(self) -> str:
         hello = getattr(self, "hello", None)
-        return hello.get("system", "unknown") if hello else _package_version() or "unknown"
+        return hello.get("system", "unknown") if hello else package_version(NETSTACK_PACKAGE) or "unknown"
 
     # --- setup -----------------------------------------------------------------------------
     @classmethod
@@ -109,7 +111,7 @@ class GvisorStack(TapStack):
         """Install Go and netstack's source from Debian if missing, then build
         the agent offline (python3 -m harness.setup --stack gvisor)."""
         if _go() is None or not NETSTACK.is_dir():
-            _apt_install(PACKAGES)
+            apt_install(PACKAGES, "the gvisor agent")
         go = _go()
         if go is None:
             raise StackError("no go command: install golang-go (Debian) to build the gvisor agent")
@@ -121,7 +123,7 @@ class GvisorStack(TapStack):
         out.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOPROXY="off", GOFLAGS="",
                    GOCACHE=str(BUILD / "go-cache"), CGO_ENABLED="0")
-        flags = f"-X main.gvisorVersion={_package_version() or 'unknown'}"
+        flags = f"-X main.gvisorVersion={package_version(NETSTACK_PACKAGE) or 'unknown'}"
         print(f"setup: building the gvisor agent ({out.relative_to(BUILD.parent)}), offline", flush=True)
         r = subprocess.run([go, "build", "-ldflags", flags, "-o", str(out), "."], cwd=SOURCE, env=env)
         if r.returncode != 0:
@@ -132,24 +134,6 @@ def _go() -> str | None:
     return shutil.which("go") or next((p for p in ("/usr/lib/go/bin/go",) if Path(p).exists()), None)
 
 
-def _apt_install(packages) -> None:
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        raise StackError(f"install {' '.join(packages)} (Debian packages, as root) to build the gvisor agent")
-    print(f"setup: apt-get install {' '.join(packages)}", flush=True)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]):
-        if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
-            raise StackError(f"{' '.join(cmd)} failed: install {' '.join(packages)} by hand")
-
-
 def _stale(binary: Path) -> bool:
     built = binary.stat().st_mtime
     return any(src.stat().st_mtime > built for src in SOURCE.glob("*.go"))
-
-
-def _package_version() -> str | None:
-    if shutil.which("dpkg-query") is None:
-        return None
-    r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "golang-gvisor-gvisor-dev"],
-                       capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None

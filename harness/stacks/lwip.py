@@ -17,16 +17,17 @@ Rules of this file:
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from . import ADDRESSES, APP, STATE, StackError
+from ..setup import apt_install, package_version
 from .tap import BUILD, TapStack
 
 PACKAGES = ("liblwip-dev", "liblwip0")
 SOURCE = Path(__file__).with_name("lwip_agent.c")
+TAPIF_H = Path("/usr/include/lwip/netif/tapif.h")
 
 
 def _run(cmd: list, what: str, **kw) -> subprocess.CompletedProcess:
@@ -34,14 +35,6 @@ def _run(cmd: list, what: str, **kw) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, capture_output=True, text=True, **kw)
     except FileNotFoundError:
         raise StackError(f"{cmd[0]} is not installed: {what}") from None
-
-
-def _packages_missing() -> list[str]:
-    if shutil.which("dpkg-query") is None:
-        return [] if Path("/usr/include/lwip/netif/tapif.h").exists() else list(PACKAGES)
-    out = _run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n", *PACKAGES], "").stdout
-    ok = {line.split()[0] for line in out.splitlines() if line.split()[1:2] == ["ii"]}
-    return [p for p in PACKAGES if p not in ok]
 
 
 class LwipStack(TapStack):
@@ -67,16 +60,14 @@ class LwipStack(TapStack):
 
     def version(self) -> str:
         lwip = self.app.hello().get("lwip", "?") if self.app is not None else "?"
-        pkg = _run(["dpkg-query", "-W", "-f", "${Version}", "liblwip0"], "").stdout.strip() \
-            if shutil.which("dpkg-query") else ""
+        pkg = package_version("liblwip0")
         return f"lwIP {lwip}" + (f" (Debian liblwip0 {pkg})" if pkg else "")
 
     # --- set-up ------------------------------------------------------------------------------
     @classmethod
     def setup(cls) -> None:
-        missing = _packages_missing()
-        if missing:
-            cls._install(missing)
+        if not TAPIF_H.exists():
+            apt_install(PACKAGES, "the lwIP agent")
         for tool, package in (("gcc", "gcc"), ("pkg-config", "pkg-config")):
             if shutil.which(tool) is None:
                 raise StackError(f"{tool} is not installed: apt-get install {package} (the lwIP agent is built with it)")
@@ -92,21 +83,3 @@ class LwipStack(TapStack):
         r = _run(cmd, "apt-get install gcc")
         if r.returncode != 0:
             raise StackError(f"building the lwIP agent failed: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
-
-    @staticmethod
-    def _install(packages: list[str]) -> None:
-        if shutil.which("apt-get") is None:
-            raise StackError(f"lwIP needs Debian's {' and '.join(packages)}: install them (no apt-get here)")
-        if os.geteuid() != 0:
-            raise StackError(f"lwIP needs {' '.join(packages)}: run as root, or apt-get install {' '.join(packages)}")
-        print(f"setup: installing {' '.join(packages)} (apt-get)", flush=True)
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300",
-                   *packages]
-        r = _run(install, "", env=env)
-        if r.returncode != 0:                    # stale package lists: refresh once
-            _run(["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=300"], "", env=env)
-            r = _run(install, "", env=env)
-        if r.returncode != 0:
-            tail = (r.stderr or r.stdout).strip().splitlines()
-            raise StackError(f"apt-get install {' '.join(packages)} failed: {tail[-1] if tail else r.returncode}")

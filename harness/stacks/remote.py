@@ -9,7 +9,8 @@ Rules of this file:
 - The SUT's application is driven by an agent (`python -m harness.agent`,
   standard library only, on the SUT host) over TCP or a unix socket. Without
   one, cases that need app control are skipped, and `port` names a port the
-  SUT listens on for server-side cases.
+  SUT listens on for server-side cases. The agent may sit on a control link
+  of its own in another namespace (`agent-netns`; harness/uml.py does so).
 - Tunables the suite changes on the SUT through the agent (--sysctl, a
   case's quick variant) are put back when the case ends.
 - Offloads: the tester reads the interface with AF_PACKET; checksum and
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from contextlib import nullcontext
 
 from ..agent import VERSION, App, AppError, connect_agent
 from ..l2 import LinkError, PacketLink
@@ -52,6 +54,7 @@ class RemoteStack(Stack):
         "address": "the SUT's address(es), IPv4 and/or IPv6, comma-separated (required)",
         "tester-address": "address(es) the tester claims on the link, unused by anyone (required)",
         "agent": "host:port or unix socket path of `python -m harness.agent` on the SUT",
+        "agent-netns": "network namespace to reach a host:port agent from (default: the current one)",
         "port": "a port the SUT listens on, for server-side cases without an agent",
         "profile": "profile of the SUT, cases/profiles/<name>.toml (default linux)",
         "mac": f"the tester's MAC (default {TESTER_MAC})",
@@ -96,7 +99,9 @@ class RemoteStack(Stack):
                 self._open_link(opts)
             self.link.resolve()
             if "agent" in opts:
-                self.app = App(connect_agent(opts["agent"]), self.family, self.sut_addr)
+                with Namespace(opts["agent-netns"]).entered() if opts.get("agent-netns") else nullcontext():
+                    transport = connect_agent(opts["agent"])
+                self.app = App(transport, self.family, self.sut_addr)
                 hello = self.app.hello()
                 if hello.get("version") != VERSION:
                     raise StackError(f"the agent at {opts['agent']} speaks protocol {hello.get('version')}, "
