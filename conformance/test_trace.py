@@ -92,8 +92,7 @@ def test_tcpdump_relative_and_absolute(stack, peer, app, observed):
                 skip=lambda s: s.flags == frozenset("A") and not s.payload)
     peer.send("A", ack=s_isn + 17)
 
-    acked_fin_first = any(getattr(e, "sent_by", "") == "sut" and getattr(e, "flags", None) == frozenset("A")
-                          for e in trace.entries[fin_sent_at:])
+    acked_fin_first = any(peer.mine(e) and e.flags == frozenset("A") for e in trace.entries[fin_sent_at:])
     note = NOTE[:8] + ([FIN_ACK] if acked_fin_first else []) + NOTE[8:]
     for relative, view in ((True, "tcpdump (relative sequence numbers)"), (False, "tcpdump -S (absolute)")):
         want = [essentials(line) for line in expected_lines(note, peer.iss, s_isn, relative)]

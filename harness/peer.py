@@ -135,7 +135,8 @@ class Peer:
         return seg
 
     # --- receiving ----------------------------------------------------------------------
-    def _mine(self, e) -> bool:
+    def mine(self, e) -> bool:
+        """`e` is a segment the SUT sent on this connection."""
         return (isinstance(e, Segment) and e.sent_by == "sut" and e.src == self.sut_addr
                 and e.dst == self.addr and e.dport == self.port
                 and (self.sut_port is None or e.sport == self.sut_port))
@@ -148,7 +149,7 @@ class Peer:
             while self.cursor < len(entries):
                 e = entries[self.cursor]
                 self.cursor += 1
-                if self._mine(e):
+                if self.mine(e):
                     if not e.checksum_ok:
                         raise ConformanceFailure("RFC9293/MUST-2", "the SUT sent a segment with a wrong TCP checksum",
                                                  "a checksum that verifies", self.describe(e))
