@@ -131,8 +131,12 @@ def pytest_configure(config):
         seed = workerinput["tcpconf_seed"]
     elif seed is None:
         seed = random.SystemRandom().getrandbits(32)
+    # The `stack` label: the SUT kind, and for a SUT judged against another
+    # kind's profile (a remote host) that profile too, so that runs against
+    # different remote hosts stay apart in a merged matrix: remote:linux-6.1.
+    label = name if profile.stack == name else f"{name}:{profile.stack}"
     config.stash[STATE] = {"cls": cls, "options": options, "catalog": catalog, "profile": profile,
-                           "sysctls": sysctls, "seed": seed, "stack": name}
+                           "sysctls": sysctls, "seed": seed, "stack": name, "label": label}
     results = getattr(config.option, "allure_report_dir", None)
     if results and workerinput is None and not config.option.collectonly:
         clean_results(Path(results))
@@ -193,7 +197,7 @@ def environment(config, info: dict) -> dict:
     what a started stack said about itself (Stack.describe())."""
     st = config.stash[STATE]
     uname = platform.uname()
-    env = {"stack": st["stack"], "stack.version": info.get("version", "unknown"),
+    env = {"stack": st["label"], "stack.version": info.get("version", "unknown"),
            "kernel": f"{uname.system} {uname.release} {uname.machine}",
            "family": config.getoption("family"), "seed": st["seed"],
            "tolerance": f"{config.getoption('tolerance_ms'):g} ms or {config.getoption('tolerance_pct'):g} %"}
@@ -462,7 +466,7 @@ def _allure_case(request, tcpconf):
 
     c = tcpconf["catalog"][cid]
     allure.dynamic.label("case", cid)
-    allure.dynamic.label("stack", tcpconf["stack"])
+    allure.dynamic.label("stack", tcpconf["label"])
     family = request.node.callspec.params.get("family") if hasattr(request.node, "callspec") else None
     if family:
         allure.dynamic.label("family", family)

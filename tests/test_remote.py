@@ -73,11 +73,16 @@ def test_remote_linux_namespace_gives_the_linux_verdicts(remote_sut, tmp_path):
     common = [sys.executable, "-m", "pytest", "conformance/", "-m", "not slow", "-q", "-p", "no:randomly"]
     linux = subprocess.run([*common, "-n", "4", f"--junitxml={tmp_path}/linux.xml"], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
-    remote = subprocess.run([*common, *remote_sut, f"--junitxml={tmp_path}/remote.xml"], cwd=ROOT,
+    remote = subprocess.run([*common, *remote_sut, f"--junitxml={tmp_path}/remote.xml",
+                             f"--alluredir={tmp_path}/remote-results"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert remote.returncode == 0, remote.stdout[-3000:]
     a, b = _verdicts(tmp_path / "linux.xml"), _verdicts(tmp_path / "remote.xml")
     assert a and a == b
+    # in a merged matrix the remote host is its own column: the kind and the profile it is judged by
+    labels = {l["value"] for f in (tmp_path / "remote-results").glob("*-result.json")
+              for l in json.loads(f.read_text())["labels"] if l["name"] == "stack"}
+    assert labels == {"remote:linux"}
 
 
 def test_agent_protocol_errors_are_clear():
