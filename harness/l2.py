@@ -51,7 +51,7 @@ class PacketLink(Link):
         # go to it and its address (unicast, RFC 4861 §7.2.2), for stacks that
         # do not listen on the solicited-node multicast group (lwIP without MLD).
         self.sut_mac_hint: str | None = None
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)   # no hook until bind (see DeviceStamps)
         try:
             self.sock.bind((ifname, ETH_P_ALL))
             index = socket.if_nametoindex(ifname)
@@ -156,4 +156,5 @@ class PacketLink(Link):
                      ICMPv6ND_NS(tgt=self.sut_addr) / ICMPv6NDOptSrcLLAddr(lladdr=self.mac))
 
     def close(self) -> None:
-        self.sock.close()
+        from .netns import closer
+        closer.submit(self.sock.close)             # packet_release waits for an RCU grace period

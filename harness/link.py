@@ -135,7 +135,9 @@ class DeviceStamps:
 
     def __init__(self, ifname: str):
         kernel_stamps_on()
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        # Protocol 0 at creation, ETH_P_ALL at bind: the hook is registered
+        # once, not registered and then moved (an RCU grace period, ~6 ms).
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
         self.sock.bind((ifname, ETH_P_ALL))            # Python applies htons here
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.setblocking(False)
@@ -165,7 +167,8 @@ class DeviceStamps:
         return default
 
     def close(self) -> None:
-        self.sock.close()
+        from .netns import closer
+        closer.submit(self.sock.close)             # packet_release waits for an RCU grace period
 
 
 class TunLink(Link):
