@@ -25,7 +25,8 @@ export default {
   // classic plugins read the categories.json the suite copies into the results.
   categories: JSON.parse(readFileSync(here("./categories.json"), "utf8")),
   environments: stacks.length > 1
-    ? Object.fromEntries(stacks.map((s) => [s, { matcher: onStack(s) }]))
+    // an environment id is [A-Za-z0-9_-] only; its name shows the label as it is
+    ? Object.fromEntries(stacks.map((s) => [s.replace(/[^A-Za-z0-9_-]/g, "_"), { name: s, matcher: onStack(s) }]))
     : undefined,
   plugins: {
     awesome: {

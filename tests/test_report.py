@@ -5,6 +5,7 @@ harness.report builds from results (matrix, claims page, HTML report).
 The unit tests use results written here; the integration tests (root) run
 the suite for real and read what it wrote."""
 import json
+import shutil
 import re
 import subprocess
 import sys
@@ -318,6 +319,27 @@ def test_real_run_builds_the_html_report_offline_without_analytics(real_run, tmp
     assert len(index) > 1_000_000            # one file: the app, the data and the attachments inline
     matrix = (tmp_path / "matrix.html").read_text()
     assert 'href="html/index.html#' in matrix  # cells open their test in the report
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not report.ALLURE.exists(), reason="Allure 3 comes with python3 -m harness.setup --report")
+def test_runs_of_several_stacks_merge_into_one_html_report(real_run, tmp_path):
+    """A second run labelled as a remote host is (remote:linux-6.1): Allure's
+    environment ids allow [A-Za-z0-9_-] only, the label is shown as it is."""
+    results, _ = real_run
+    other = tmp_path / "remote"
+    shutil.copytree(results, other)
+    for f in other.glob("*-result.json"):
+        res = json.loads(f.read_text())
+        for label in res["labels"]:
+            if label["name"] == "stack":
+                label["value"] = "remote:linux-6.1"
+        f.write_text(json.dumps(res))
+    p = subprocess.run([sys.executable, "-m", "harness.report", str(results), str(other), "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "allure generate failed" not in p.stdout + p.stderr, p.stdout + p.stderr
+    assert (tmp_path / "html" / "index.html").exists()
+    assert "remote:linux-6.1 ipv4" in (tmp_path / "matrix.md").read_text()
 
 
 @pytest.mark.root
