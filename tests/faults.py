@@ -100,3 +100,31 @@ class FaultPlugin:
         if "stack" in request.fixturenames:
             request.getfixturevalue("stack").link.filters.append(self.fault)
         yield
+
+
+# --- what every negative control asserts --------------------------------------------------------
+
+def node(test: str) -> str:
+    """The node id of a conformance test, `file::name` (IPv4 unless it names its parameters)."""
+    return "conformance/" + test + ("" if test.endswith("]") else "[ipv4]")
+
+
+def assert_control_fails(result, requirement: str, fault=None) -> None:
+    """The case failed, naming `requirement`, expected against seen, with the trace both ways;
+    on timing when the fault delayed a segment."""
+    __tracebackhide__ = True
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert requirement in out, f"the failure does not name {requirement}"
+    assert "expected:" in out and "seen:" in out, "the failure does not show expected against seen"
+    assert "tcpdump trace" in out and "tcpdump -S" in out, "the failure does not show the trace both ways"
+    if getattr(fault, "action", None) == "delay":
+        assert "timing:" in out
+
+
+def assert_case_passes(result) -> None:
+    """The control of the control: the case, on the same link unbroken, passes (or is a documented xfail)."""
+    __tracebackhide__ = True
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
+    assert outcomes.get("passed", 0) + outcomes.get("xfailed", 0) == 1

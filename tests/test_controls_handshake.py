@@ -4,7 +4,7 @@ broken on the link, must fail, name its requirement and show expected
 against seen."""
 import pytest
 
-from faults import Fault, FaultPlugin, PredictableIsn
+from faults import Fault, FaultPlugin, PredictableIsn, assert_case_passes, assert_control_fails, node
 
 pytestmark = pytest.mark.root
 
@@ -61,24 +61,14 @@ CONTROLS = [
 ]
 
 
-def _node(test: str) -> str:
-    return "conformance/" + test + ("" if test.endswith("]") else "[ipv4]")
-
-
 @pytest.mark.parametrize("test, fault, requirement", [c[1:] for c in CONTROLS], ids=[c[0] for c in CONTROLS])
 def test_case_fails_when_its_behaviour_is_broken(run_case, test, fault, requirement):
-    result = run_case(_node(test), plugins=[FaultPlugin(fault)])
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    assert requirement in out, f"the failure does not name {requirement}"
-    assert "expected:" in out and "seen:" in out, "the failure does not show expected against seen"
-    assert "tcpdump trace" in out and "tcpdump -S" in out, "the failure does not show the trace both ways"
+    result = run_case(node(test), plugins=[FaultPlugin(fault)])
+    assert_control_fails(result, requirement, fault)
 
 
 @pytest.mark.parametrize("test", sorted({c[1] for c in CONTROLS}))
 def test_case_passes_without_fault(run_case, test):
     """The control of the control: the same case on the same link, unbroken."""
-    result = run_case(_node(test))
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
-    assert outcomes.get("passed", 0) + outcomes.get("xfailed", 0) == 1
+    result = run_case(node(test))
+    assert_case_passes(result)

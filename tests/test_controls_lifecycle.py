@@ -5,7 +5,7 @@ Most breakages are link faults (tests/faults.py); a stack number the case
 reads from the profile is broken with --sysctl instead."""
 import pytest
 
-from faults import Fault, FaultPlugin
+from faults import Fault, FaultPlugin, assert_case_passes, assert_control_fails, node
 
 pytestmark = pytest.mark.root
 
@@ -81,10 +81,6 @@ CONTROLS = [
 ]
 
 
-def _node(test: str) -> str:
-    return "conformance/" + test + ("" if test.endswith("]") else "[ipv4]")
-
-
 def _slow(test: str):
     return [pytest.mark.slow] if test.split("[")[0] in SLOW else []
 
@@ -97,20 +93,12 @@ def _id(test, fault, args) -> str:
 @pytest.mark.parametrize("test, fault, args, requirement",
                          [pytest.param(*c, id=_id(*c[:3]), marks=_slow(c[0])) for c in CONTROLS])
 def test_case_fails_when_its_behaviour_is_broken(run_case, test, fault, args, requirement):
-    result = run_case(_node(test), *args, plugins=[FaultPlugin(fault)] if fault else [])
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    assert requirement in out, f"the failure does not name {requirement}"
-    assert "expected:" in out and "seen:" in out, "the failure does not show expected against seen"
-    assert "tcpdump trace" in out and "tcpdump -S" in out, "the failure does not show the trace both ways"
-    if fault and fault.action == "delay":
-        assert "timing:" in out
+    result = run_case(node(test), *args, plugins=[FaultPlugin(fault)] if fault else [])
+    assert_control_fails(result, requirement, fault)
 
 
 @pytest.mark.parametrize("test", [pytest.param(t, marks=_slow(t)) for t in sorted({c[0] for c in CONTROLS})])
 def test_case_passes_without_fault(run_case, test):
     """The control of the control: the same case on the same link, unbroken."""
-    result = run_case(_node(test))
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, result.stdout.str()
-    assert outcomes.get("passed", 0) + outcomes.get("xfailed", 0) == 1
+    result = run_case(node(test))
+    assert_case_passes(result)
