@@ -284,17 +284,18 @@ class Peer:
                     every: float = 1.0, until: float | None = None) -> Segment:
         """Watch a state that a timer ends, from the wire: call `send()` (it
         sends one probe segment and returns it) every `every` seconds for as
-        long as the SUT answers each probe within `every` with the segment
-        given (flags, seq, ack) and sends nothing else. Returns the probe that
-        was answered otherwise, or not at all, or that was answered as before
-        at or after the monotonic time `until`; that answer is left unread,
-        so the case's next `expect` judges it."""
+        long as the SUT answers each probe with the segment given (flags,
+        seq, ack) and sends nothing else. Returns the probe that was answered
+        otherwise, or not at all (within ANSWER_WITHIN: a slow SUT's late
+        answer is still an answer), or that was answered as before at or
+        after the monotonic time `until`; that answer is left unread, so the
+        case's next `expect` judges it."""
         __tracebackhide__ = True
         want = flags_of(flags)
         while True:
             probe = send()
             mark = self.cursor
-            seg = self._next(probe.t + every)
+            seg = self._next(probe.t + max(every, ANSWER_WITHIN))
             if seg is None or self.mismatch(seg, want, seq, ack) or (until is not None and seg.t >= until):
                 self.cursor = mark
                 return probe
