@@ -342,6 +342,14 @@ class App:
     def hello(self) -> dict:
         return self.call("hello")
 
+    def greet(self) -> dict:
+        """The agent's hello, checked: an AppError (EPROTO) unless it speaks
+        this protocol version."""
+        hello = self.hello()
+        if hello.get("version") != VERSION:
+            raise AppError("EPROTO", f"the agent speaks protocol {hello.get('version')}, the suite {VERSION}")
+        return hello
+
     def listen(self, port: int, backlog: int = 16, **options) -> int:
         return self.call("listen", family=self.family, address=self.address, port=port,
                          backlog=backlog, options=options)["id"]

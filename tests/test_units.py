@@ -348,3 +348,11 @@ def test_apt_install_checks_what_is_installed_and_says_what_to_run(monkeypatch):
         setup.apt_install(["dpkg", "tcpconf-no-such-package"], "the test")
     assert str(e.value) == ("the test needs Debian's tcpconf-no-such-package: "
                             "as root, apt-get install tcpconf-no-such-package")
+
+
+def test_an_agent_of_another_protocol_version_is_refused():
+    from harness.agent import App, AppError, VERSION
+    app = App(lambda req: {"ok": True, "version": VERSION + 1}, "ipv4", "198.18.0.1")
+    with pytest.raises(AppError, match=f"EPROTO: the agent speaks protocol {VERSION + 1}, the suite {VERSION}"):
+        app.greet()
+    assert App(lambda req: {"ok": True, "version": VERSION}, "ipv4", "198.18.0.1").greet()["version"] == VERSION

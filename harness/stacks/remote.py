@@ -24,7 +24,7 @@ import ipaddress
 import socket
 from contextlib import nullcontext
 
-from ..agent import VERSION, App, AppError, connect_agent
+from ..agent import App, AppError, connect_agent
 from ..l2 import LinkError, PacketLink
 from ..netns import Namespace
 from . import APP, STATE, SYSCTL, Stack, StackError
@@ -102,10 +102,7 @@ class RemoteStack(Stack):
                 with Namespace(opts["agent-netns"]).entered() if opts.get("agent-netns") else nullcontext():
                     transport = connect_agent(opts["agent"])
                 self.app = App(transport, self.family, self.sut_addr)
-                hello = self.app.hello()
-                if hello.get("version") != VERSION:
-                    raise StackError(f"the agent at {opts['agent']} speaks protocol {hello.get('version')}, "
-                                     f"the suite {VERSION}")
+                self.app.greet()
                 for key, value in self.config.sysctls.items():
                     self.set_sysctl(key, value)
         except (OSError, LinkError, AppError) as e:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from ..agent import VERSION, App, AppError, StreamTransport
+from ..agent import App, AppError, StreamTransport
 from ..l2 import LinkError, PacketLink
 from ..netns import Namespace, write_sysctl
 from . import APP, Stack, StackError
@@ -76,9 +76,7 @@ class TapStack(Stack):
             transport = StreamTransport(self.proc.stdout.fileno(), self.proc.stdin.fileno(), timeout=10.0,
                                         keep=self.proc)
             self.app = App(transport, self.family, self.sut_addr)
-            hello = self.app.hello()
-            if hello.get("version") != VERSION:
-                raise StackError(f"the {self.name} agent speaks protocol {hello.get('version')}, the suite {VERSION}")
+            self.app.greet()
             self.link.resolve()
         except (AppError, LinkError, OSError) as e:
             self.close()
