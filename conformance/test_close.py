@@ -321,14 +321,24 @@ def test_old_duplicates_do_not_disturb_time_wait(stack, peer, app, profile):
 
 @pytest.mark.case("teardown.fin-wait-2-timeout")
 @pytest.mark.requires("app")
-@pytest.mark.parametrize("how", ["sysctl-1s", "linger2-1s", pytest.param("default", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("how", ["sysctl-1s", "linger2-1s", "rto-floor",
+                                 pytest.param("default", marks=pytest.mark.slow)])
 def test_orphaned_fin_wait_2_times_out(stack, peer, app, profile, tolerance, observed, how):
-    """The application closes, the peer ACKs the FIN and never sends its own."""
+    """The application closes, the peer ACKs the FIN and never sends its own.
+    Where the profile documents an RTO floor (Linux: 3.5 RTO), the timeout
+    expected is the larger of the tunable and the floor times the RTO that
+    the SUT reports (TCP_INFO) just before the close; `rto-floor` raises
+    rto_min so that the floor is what ends FIN-WAIT-2."""
     if profile.value("invalid_ratelimit") != 0:
         profile.set("invalid_ratelimit", 0)               # every probe is answered (see the profile)
     b = profile.behaviour("fin-wait-2.orphan-timeout")
     observed["tcp_fin_timeout"] = profile.value(b["answer"])      # the seed note says 60 s
-    if how == "sysctl-1s":
+    floor = profile.value("fin_wait_2_rto_floor")
+    if how == "rto-floor":
+        if not floor:
+            pytest.skip(f"{profile.profile.source}: FIN-WAIT-2 has no RTO floor on {stack.name}")
+        profile.set("rto_min", 400_000)                   # RTO = 0.4 s + RTT: 3.5 RTO = 1.4 s
+    if how in ("sysctl-1s", "rto-floor"):
         profile.set("fin_timeout", 1)
     expected = profile.value(b["answer"])
     listener, conn = _established(peer, app)
@@ -336,6 +346,19 @@ def test_orphaned_fin_wait_2_times_out(stack, peer, app, profile, tolerance, obs
     if how == "linger2-1s":
         app.setsockopt(conn, "TCP_LINGER2", 1)
         expected = 1
+    why = f"{expected:g} s ({profile.doc(b['answer'])[:50]}...)"
+    if floor:
+        info = app.tcp_info(conn)
+        if info is None:
+            pytest.fail(f"{profile.profile.source} documents an RTO floor, but stack {stack.name} reports no "
+                        f"RTO (TCP_INFO) to compute it from")
+        rto = info["rto"] / 1e6
+        observed["rto_at_close"] = rto
+        if floor * rto > expected:
+            why = f"{floor * rto:.3f} s = {floor:g} RTO of {rto:.3f} s, above the tunable's {expected:g} s (tcp_fin_time)"
+            expected = floor * rto
+        if how == "rto-floor":
+            assert floor * rto > 1 + tolerance.allowed(1), f"rto_min 400 ms gave an RTO of {rto:.3f} s only"
     app.close(conn)                                       # orphaned: no user call can follow
     fin = peer.expect("FA", seq=peer.rcv_nxt, ack=peer.snd_nxt, requirement="RFC9293/3.6",
                       what="CLOSE sends a FIN (FIN-WAIT-1)")
@@ -350,6 +373,6 @@ def test_orphaned_fin_wait_2_times_out(stack, peer, app, profile, tolerance, obs
                            "until then an old ACK draws <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>")
     observed["fin_wait_2_lasted"] = round(rst.t - acked.t, 3)
     require_interval(rst.t - acked.t, expected, tolerance, b["rule"],
-                     f"FIN-WAIT-2 ends {expected:g} s after the ACK of the FIN ({profile.doc(b['answer'])[:50]}...)")
+                     f"FIN-WAIT-2 ends after the ACK of the FIN: {why}")
     _state(stack, peer, None, b["rule"], "the connection is deleted")
     profile.conclude(b)

@@ -89,7 +89,14 @@ OPTIONS = {
     "TCP_CONGESTION": (SOL_TCP, getattr(socket, "TCP_CONGESTION", 13), "str"),
     "TCP_USER_TIMEOUT": (SOL_TCP, getattr(socket, "TCP_USER_TIMEOUT", 18), "int"),
     "TCP_FASTOPEN": (SOL_TCP, getattr(socket, "TCP_FASTOPEN", 23), "int"),
+    "TCP_INFO": (SOL_TCP, getattr(socket, "TCP_INFO", 11), "tcp_info"),        # read-only
 }
+
+# struct tcp_info (include/uapi/linux/tcp.h) up to tcpi_rttvar: 8 octets, then
+# u32 fields; the times in microseconds, as the kernel reports them.
+TCP_INFO = struct.Struct("=BBBBBBBB17I")
+TCP_INFO_FIELDS = {"retransmits": 2, "backoff": 4, "rto": 8, "ato": 9, "snd_mss": 10, "rcv_mss": 11,
+                   "unacked": 12, "rtt": 23, "rttvar": 24}
 
 FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
 
@@ -174,6 +181,8 @@ class SocketHost:
         if name not in OPTIONS:
             raise AppError("EOPNOTSUPP", f"unknown socket option {name!r}; known: {', '.join(sorted(OPTIONS))}")
         level, opt, kind = OPTIONS[name]
+        if kind == "tcp_info":
+            raise AppError("EINVAL", f"{name} can be read (getsockopt), not set")
         if kind == "linger":
             s.setsockopt(level, opt, struct.pack("ii", int(value[0]), int(value[1])))
         elif kind == "str":
@@ -270,6 +279,11 @@ class SocketHost:
             return {"value": list(struct.unpack("ii", s.getsockopt(level, opt, 8)))}
         if kind == "str":
             return {"value": s.getsockopt(level, opt, 64).split(b"\0")[0].decode()}
+        if kind == "tcp_info":
+            raw = s.getsockopt(level, opt, TCP_INFO.size)
+            fields = TCP_INFO.unpack(raw.ljust(TCP_INFO.size, b"\0"))
+            return {"value": {"state": LINUX_STATES.get(fields[0], str(fields[0])),
+                              **{k: fields[i] for k, i in TCP_INFO_FIELDS.items()}}}
         return {"value": s.getsockopt(level, opt)}
 
     def op_error(self, id):
@@ -389,6 +403,17 @@ class App:
 
     def getsockopt(self, conn: int, name: str):
         return self.call("getsockopt", id=conn, name=name)["value"]
+
+    def tcp_info(self, conn: int) -> dict | None:
+        """The SUT's own account of a connection (Linux TCP_INFO: rto, rtt,
+        rttvar in microseconds, retransmits, backoff...), or None where the
+        stack's app control offers none."""
+        try:
+            return self.getsockopt(conn, "TCP_INFO")
+        except AppError as e:
+            if e.error == "EOPNOTSUPP":
+                return None
+            raise
 
     def error(self, conn: int):
         return self.call("error", id=conn)["error"]

@@ -1,6 +1,7 @@
 """Unit tests of the sans-IO core: segments, trace rendering, matching,
 timing tolerance, catalog and profile validation. No root, no sockets."""
 import random
+import socket
 import time
 
 import pytest
@@ -356,3 +357,25 @@ def test_an_agent_of_another_protocol_version_is_refused():
     with pytest.raises(AppError, match=f"EPROTO: the agent speaks protocol {VERSION + 1}, the suite {VERSION}"):
         app.greet()
     assert App(lambda req: {"ok": True, "version": VERSION}, "ipv4", "198.18.0.1").greet()["version"] == VERSION
+
+
+def test_tcp_info_reads_the_sut_s_own_rto_and_is_none_where_not_offered():
+    from harness.agent import App, AppError, SocketHost
+    host = SocketHost()
+    try:
+        app = App(host.dispatch, "ipv4", "127.0.0.1")
+        listener = app.listen(0)                                # no traffic: a listener only
+        assert app.tcp_info(listener)["state"] == "LISTEN"
+        fresh = host._add(socket.socket())                      # never connected: the initial RTO
+        info = app.tcp_info(fresh)
+        assert (info["state"], info["rto"], info["rtt"], info["retransmits"]) == ("CLOSED", 1_000_000, 0, 0)
+        with pytest.raises(AppError, match="read"):
+            app.setsockopt(listener, "TCP_INFO", 1)
+    finally:
+        host.close_all()
+    lwip_like = App(lambda req: {"ok": False, "error": "EOPNOTSUPP", "message": "unknown socket option TCP_INFO"},
+                    "ipv4", "198.18.0.1")
+    assert lwip_like.tcp_info(1) is None
+    broken = App(lambda req: {"ok": False, "error": "EBADF", "message": "no socket with id 1"}, "ipv4", "198.18.0.1")
+    with pytest.raises(AppError, match="EBADF"):
+        broken.tcp_info(1)
