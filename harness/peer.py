@@ -281,25 +281,29 @@ class Peer:
         return syn
 
     def probe_while(self, send, flags: str, seq: int | None = None, ack: int | None = None,
-                    every: float = 1.0, until: float | None = None) -> Segment:
+                    every: float = 1.0, until: float | None = None) -> tuple[float | None, Segment]:
         """Watch a state that a timer ends, from the wire: call `send()` (it
         sends one probe segment and returns it) every `every` seconds for as
         long as the SUT answers each probe with the segment given (flags,
-        seq, ack) and sends nothing else. Returns the probe that was answered
-        otherwise, or not at all (within ANSWER_WITHIN: a slow SUT's late
-        answer is still an answer), or that was answered as before at or
-        after the monotonic time `until`; that answer is left unread, so the
-        case's next `expect` judges it."""
+        seq, ack) and sends nothing else. Returns (alive, probe): when the
+        last probe answered so was sent (None if none was), and the probe
+        that was answered otherwise, or not at all (within ANSWER_WITHIN: a
+        slow SUT's late answer is still an answer), or that was answered as
+        before at or after the monotonic time `until`; that answer is left
+        unread, so the case's next `expect` judges it. The timer expired
+        after `alive` and before the answer to `probe` (require_expiry)."""
         __tracebackhide__ = True
         want = flags_of(flags)
+        alive = None
         while True:
             probe = send()
             mark = self.cursor
             seg = self._next(probe.t + max(every, ANSWER_WITHIN))
             if seg is None or self.mismatch(seg, want, seq, ack) or (until is not None and seg.t >= until):
                 self.cursor = mark
-                return probe
+                return alive, probe
             self._learn(seg)
+            alive = probe.t
             self.expect_none(until=probe.t + every, what="nothing but the answer to each probe")
 
     # --- rendering ----------------------------------------------------------------------------

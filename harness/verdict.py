@@ -81,3 +81,21 @@ def require_interval(seen: float, expected: float, tolerance: Tolerance, require
         raise TimingFailure(requirement, what,
                             f"{expected:.3f} s +- {tolerance.allowed(expected):.3f} s",
                             f"{seen:.3f} s ({seen - expected:+.3f} s)")
+
+
+def require_expiry(alive: float, gone: float | None, expected: float, tolerance: Tolerance, requirement: str,
+                   what: str) -> None:
+    """A timer watched by probing (Peer.probe_while): it was still running
+    `alive` seconds after its start (the SUT took the last probe answered
+    as before no earlier) and had expired `gone` seconds after it (the answer
+    that shows it; None: not seen yet). Fails with a TimingFailure only when
+    the timer is proven early (gone before the tolerance allows) or late
+    (alive after it): the probe period and the SUT's answering time never
+    count against it."""
+    __tracebackhide__ = True
+    allowed = tolerance.allowed(expected)
+    late, early = alive > expected + allowed, gone is not None and gone < expected - allowed
+    if late or early:
+        seen = f"still running at {alive:.3f} s" + (f", expired by {gone:.3f} s" if gone is not None else "")
+        raise TimingFailure(requirement, what, f"{expected:.3f} s +- {allowed:.3f} s",
+                            f"{seen} ({(alive if late else gone) - expected:+.3f} s)")

@@ -102,6 +102,27 @@ class FaultPlugin:
         yield
 
 
+class ProfilePatch:
+    """Documents the stack wrongly: the profile's values given here replace
+    what the profile says (and what it would read from the SUT) in every
+    test, as a profile that forgot a rule would."""
+
+    def __init__(self, **values):
+        self.values = values
+
+    @pytest.fixture(autouse=True)
+    def _tcpconf_profile_patch(self, request):
+        if "profile" not in request.fixturenames:
+            yield
+            return
+        values = request.getfixturevalue("profile").profile.values
+        saved = dict(values)
+        values.update({k: {"value": v, "doc": f"patched by a negative control: {v}"} for k, v in self.values.items()})
+        yield
+        values.clear()
+        values.update(saved)
+
+
 # --- what every negative control asserts --------------------------------------------------------
 
 def node(test: str) -> str:

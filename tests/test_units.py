@@ -14,7 +14,7 @@ from harness.link import Link
 from harness.peer import Peer
 from harness.segment import Segment, flags_of, seq_diff, tcpdump_flags
 from harness.trace import Trace
-from harness.verdict import ConformanceFailure, TimingFailure, Tolerance, require_interval
+from harness.verdict import ConformanceFailure, TimingFailure, Tolerance, require_expiry, require_interval
 
 SUT, PEER = "198.18.0.1", "198.18.0.2"
 
@@ -202,6 +202,17 @@ def test_interval_outside_tolerance_is_a_timing_failure():
     with pytest.raises(TimingFailure, match=r"^timing: RFC6298/5\.5"):
         require_interval(1.5, 1.0, Tolerance(0.025, 0.125), "RFC6298/5.5", "RTO")
     require_interval(1.1, 1.0, Tolerance(0.025, 0.125), "RFC6298/5.5", "RTO")
+
+
+def test_a_probed_timer_fails_only_when_proven_early_or_late():
+    tol = Tolerance(0.025, 0.125)                       # 1 s +- 0.125 s
+    require_expiry(0.97, 1.19, 1.0, tol, "RFC9293/3.10.8", "FIN-WAIT-2")      # expired somewhere in between
+    require_expiry(1.12, 1.60, 1.0, tol, "RFC9293/3.10.8", "FIN-WAIT-2")      # a slow answer is no late timer
+    require_expiry(0.0, 0.88, 1.0, tol, "RFC9293/3.10.8", "FIN-WAIT-2")
+    with pytest.raises(TimingFailure, match=r"still running at 1\.130 s, expired by 1\.160 s \(\+0\.130 s\)"):
+        require_expiry(1.13, 1.16, 1.0, tol, "RFC9293/3.10.8", "FIN-WAIT-2")   # proven late
+    with pytest.raises(TimingFailure, match=r"\(-0\.130 s\)"):
+        require_expiry(0.84, 0.87, 1.0, tol, "RFC9293/3.10.8", "FIN-WAIT-2")   # proven early
 
 
 # --- catalog and profiles -------------------------------------------------------------------

@@ -443,6 +443,7 @@ static unsigned char *b64decode(const char *s, size_t *n)
 static int socks[MAX_SOCKETS + 1];   /* protocol id -> lwIP descriptor, 0 = free */
 static int next_id = 1;
 
+/* Keeps a new socket under the next id and puts that id in the reply; closes it if no id is left. */
 static int add_socket(struct ctx *c, int fd)
 {
     if (next_id > MAX_SOCKETS) {
@@ -450,7 +451,8 @@ static int add_socket(struct ctx *c, int fd)
         return fail(c, "EMFILE", "the agent has handed out %d socket ids", MAX_SOCKETS);
     }
     socks[next_id] = fd;
-    return next_id++;
+    field(c, "id"); bprintf(&c->out, "%d", next_id++);
+    return 0;
 }
 
 static int get_socket(struct ctx *c, const struct jv *req)
@@ -669,7 +671,7 @@ static int op_hello(struct ctx *c, const struct jv *req)
 
 static int op_listen(struct ctx *c, const struct jv *req)
 {
-    int af, fd, one = 1, id;
+    int af, fd, one = 1;
     const struct jv *backlog = jget(req, "backlog");
     struct sa a;
     if (family_of(c, req, &af) || make_sa(c, af, jget(req, "address"), jget(req, "port"), &a)) return -1;
@@ -679,9 +681,7 @@ static int op_listen(struct ctx *c, const struct jv *req)
     if (lwip_bind(fd, &a.u.sa, a.len) < 0) { fail_errno(c, "listen: bind"); goto bad; }
     if (lwip_listen(fd, backlog && backlog->t == J_NUM ? (int)backlog->num : 16) < 0) { fail_errno(c, "listen"); goto bad; }
     if (set_nonblocking(fd, 1) < 0) { fail_errno(c, "listen: O_NONBLOCK"); goto bad; }
-    if ((id = add_socket(c, fd)) < 0) return -1;
-    field(c, "id"); bprintf(&c->out, "%d", id);
-    return 0;
+    return add_socket(c, fd);
 bad:
     lwip_close(fd);
     return -1;
@@ -689,7 +689,7 @@ bad:
 
 static int op_accept(struct ctx *c, const struct jv *req)
 {
-    int id = get_socket(c, req), fd, r, nid;
+    int id = get_socket(c, req), fd, r;
     double timeout = timeout_of(req);
     struct sa peer;
     if (id < 0) return -1;
@@ -699,15 +699,14 @@ static int op_accept(struct ctx *c, const struct jv *req)
     peer.len = sizeof(peer.u);
     if ((fd = lwip_accept(socks[id], &peer.u.sa, &peer.len)) < 0) return fail_errno(c, "accept");
     if (set_nonblocking(fd, 1) < 0) { fail_errno(c, "accept: O_NONBLOCK"); lwip_close(fd); return -1; }
-    if ((nid = add_socket(c, fd)) < 0) return -1;
-    field(c, "id"); bprintf(&c->out, "%d", nid);
+    if (add_socket(c, fd) < 0) return -1;
     field(c, "peer"); put_endpoint(&c->out, &peer.u.sa);
     return 0;
 }
 
 static int op_connect(struct ctx *c, const struct jv *req)
 {
-    int af, fd, id, one = 1;
+    int af, fd, one = 1;
     const struct jv *bind = jget(req, "bind");
     struct sa to, local;
     if (family_of(c, req, &af) || make_sa(c, af, jget(req, "address"), jget(req, "port"), &to)) return -1;
@@ -727,9 +726,7 @@ static int op_connect(struct ctx *c, const struct jv *req)
              (int)jget(req, "port")->num, strerror(errno));
         goto bad;
     }
-    if ((id = add_socket(c, fd)) < 0) return -1;
-    field(c, "id"); bprintf(&c->out, "%d", id);
-    return 0;
+    return add_socket(c, fd);
 bad:
     lwip_close(fd);
     return -1;
