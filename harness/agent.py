@@ -64,12 +64,15 @@ and "message" (one line for a human).
 Option names: SO_REUSEADDR SO_KEEPALIVE SO_RCVBUF SO_SNDBUF SO_LINGER ([on, secs])
 TCP_NODELAY TCP_MAXSEG TCP_KEEPIDLE TCP_KEEPINTVL TCP_KEEPCNT TCP_SYNCNT
 TCP_LINGER2 TCP_DEFER_ACCEPT TCP_WINDOW_CLAMP TCP_USER_TIMEOUT TCP_QUICKACK
-TCP_FASTOPEN TCP_CONGESTION (string). An agent answers EOPNOTSUPP for the
+TCP_FASTOPEN TCP_CONGESTION (string), and TCP_INFO, read-only: an object with
+the SUT's own view of the connection (state, rto, ato, rtt, rttvar in
+microseconds, retransmits, backoff, snd_mss, rcv_mss, unacked), which cases
+use where a timer follows the SUT's RTT. An agent answers EOPNOTSUPP for the
 ones its stack lacks.
 """
 
 SOL_TCP = socket.IPPROTO_TCP
-# name -> (level, optname, kind); kind: int, bool, linger, str
+# name -> (level, optname, kind); kind: int, linger, str, tcp_info
 OPTIONS = {
     "SO_REUSEADDR": (socket.SOL_SOCKET, socket.SO_REUSEADDR, "int"),
     "SO_KEEPALIVE": (socket.SOL_SOCKET, socket.SO_KEEPALIVE, "int"),
