@@ -20,7 +20,7 @@ from harness.uml import Uml, UmlError, group, reap as uml_reap
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [pytest.mark.root,
+pytestmark = [pytest.mark.root, pytest.mark.xdist_group("uml"),      # one UML at a time (--dist loadgroup)
               pytest.mark.skipif(Uml.binary() is None,
                                  reason="user-mode Linux is not installed (python3 -m harness.setup --uml)")]
 
@@ -56,7 +56,8 @@ def test_quick_suite_against_linux_6_1(uml, tmp_path):
                          timeout=600)
     verdicts = _verdicts(junit)
     failed = {t: m for t, (v, m) in verdicts.items() if v == "failed"}
-    assert not failed and run.returncode == 0, f"{failed or run.stdout[-3000:]}\nconsole: {uml.console[-10:]}"
+    failures = run.stdout[run.stdout.find("= FAILURES ="):][:12000]      # each failure with its trace
+    assert not failed and run.returncode == 0, f"{failed}\n{failures or run.stdout[-3000:]}\nconsole: {uml.console[-10:]}"
     skips = {t: m for t, (v, m) in verdicts.items() if v == "skipped"}
     assert all(m.startswith("stack remote ") for m in skips.values()), f"skips that are no capability: {skips}"
     counts = {v: sum(1 for x, _ in verdicts.values() if x == v) for v in ("passed", "xfailed", "skipped")}
