@@ -26,7 +26,7 @@ from scapy.layers.inet6 import IPv6
 
 from .link import Link
 from .segment import MOD, Segment, flags_of, seq_add, seq_diff, tcpdump_flags
-from .verdict import ConformanceFailure
+from .verdict import ConformanceFailure, require_expiry
 
 CONTROL = frozenset("SAFR")
 ANSWER_WITHIN = 0.5          # seconds: an immediate answer, well inside the 1 s initial RTO
@@ -280,28 +280,33 @@ class Peer:
                     what="the SUT completes the handshake with an ACK")
         return syn
 
-    def probe_while(self, send, flags: str, seq: int | None = None, ack: int | None = None,
-                    every: float = 1.0, until: float | None = None) -> tuple[float | None, Segment]:
-        """Watch a state that a timer ends, from the wire: call `send()` (it
-        sends one probe segment and returns it) every `every` seconds for as
+    def probe_while(self, send, flags: str, seq: int | None = None, ack: int | None = None, *,
+                    start: float, expected: float, tolerance, requirement: str, what: str) -> tuple[float, Segment]:
+        """Watch a state that a timer ends, `expected` seconds after the
+        monotonic time `start`, from the wire: call `send()` (it sends one
+        probe segment and returns it) every quarter of the tolerance for as
         long as the SUT answers each probe with the segment given (flags,
-        seq, ack) and sends nothing else. Returns (alive, probe): when the
-        last probe answered so was sent (None if none was), and the probe
-        that was answered otherwise, or not at all (within ANSWER_WITHIN: a
-        slow SUT's late answer is still an answer), or that was answered as
-        before at or after the monotonic time `until`; that answer is left
-        unread, so the case's next `expect` judges it. The timer expired
-        after `alive` and before the answer to `probe` (require_expiry)."""
+        seq, ack) and sends nothing else. Fails (require_expiry) when the
+        state is still there later than the tolerance allows. Returns
+        (alive, probe): how long after `start` the last probe answered so
+        was sent (0 if none was), and the probe that was answered otherwise,
+        or not at all (within ANSWER_WITHIN: a slow SUT's late answer is
+        still an answer); that answer is left unread, so the case's next
+        `expect` judges it, and require_expiry(alive, its time - start, ...)
+        when the timer ended."""
         __tracebackhide__ = True
         want = flags_of(flags)
-        alive = None
+        every = tolerance.allowed(expected) / 4
+        until = start + expected + 2 * tolerance.allowed(expected)
+        alive = start
         while True:
             probe = send()
             mark = self.cursor
             seg = self._next(probe.t + max(every, ANSWER_WITHIN))
-            if seg is None or self.mismatch(seg, want, seq, ack) or (until is not None and seg.t >= until):
+            if seg is None or self.mismatch(seg, want, seq, ack) or seg.t >= until:
                 self.cursor = mark
-                return alive, probe
+                require_expiry(alive - start, None, expected, tolerance, requirement, what)
+                return alive - start, probe
             self._learn(seg)
             alive = probe.t
             self.expect_none(until=probe.t + every, what="nothing but the answer to each probe")

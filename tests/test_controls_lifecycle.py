@@ -112,11 +112,17 @@ def test_fin_wait_2_expects_the_rto_floor_when_it_binds(run_case):
     assert_case_passes(result)
 
 
-def test_fin_wait_2_case_fails_when_the_timer_is_late(run_case):
-    """The control of the test above: the same SUT judged by a profile that
-    forgets the floor expects 1 s, and the probes find FIN-WAIT-2 still
-    there well after 1 s + the tolerance."""
-    result = run_case(node("test_close.py::test_orphaned_fin_wait_2_times_out[ipv4-sysctl-1s]"),
-                      "--sysctl", "net.ipv4.tcp_rto_min_us=400000", plugins=[ProfilePatch(fin_wait_2_rto_floor=0)])
+@pytest.mark.parametrize("variant, floor, shown", [
+    pytest.param("sysctl-1s", 0, "still running at 1.", id="floor-forgotten-late"),
+    pytest.param("rto-floor", 5, "expired by 1.", id="floor-overstated-early")])
+def test_fin_wait_2_case_fails_when_the_profile_misstates_the_floor(run_case, variant, floor, shown):
+    """The controls of the test above and of the rto-floor variant: the same
+    SUT (FIN-WAIT-2 = 3.5 x an RTO of 0.4 s = 1.4 s) judged by a profile that
+    forgets the floor expects 1 s, and the probes find FIN-WAIT-2 still there
+    well after it; one that says 5 RTO expects 2 s, and it has ended long
+    before."""
+    args = ("--sysctl", "net.ipv4.tcp_rto_min_us=400000") if variant == "sysctl-1s" else ()
+    result = run_case(node(f"test_close.py::test_orphaned_fin_wait_2_times_out[ipv4-{variant}]"), *args,
+                      plugins=[ProfilePatch(fin_wait_2_rto_floor=floor)])
     assert_control_fails(result, "RFC9293/3.10.8")
-    assert "timing:" in result.stdout.str() and "still running at 1." in result.stdout.str()
+    assert "timing:" in result.stdout.str() and shown in result.stdout.str()
