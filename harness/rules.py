@@ -218,11 +218,10 @@ RULES = (
     Rule("fin.close-wait", ("SYN-RECEIVED", "ESTABLISHED"), "fin", "FIN", ACK_NOW, "CLOSE-WAIT",
          do="RCV.NXT := RCV.NXT + 1", text="eighth, check the FIN bit: advance RCV.NXT over the FIN, acknowledge it, "
                                            "enter CLOSE-WAIT"),
-    Rule("fin.time-wait", ("FIN-WAIT-1",), "fin", "FIN and SND.UNA = SND.NXT", ACK_NOW, "TIME-WAIT",
-         do="RCV.NXT := RCV.NXT + 1",
-         text="eighth, FIN-WAIT-1 with our FIN acknowledged: acknowledge the FIN, enter TIME-WAIT"),
     Rule("fin.closing", ("FIN-WAIT-1",), "fin", "FIN", ACK_NOW, "CLOSING", do="RCV.NXT := RCV.NXT + 1",
-         text="eighth, FIN-WAIT-1 with our FIN not yet acknowledged: acknowledge the FIN, enter CLOSING"),
+         text="eighth, FIN-WAIT-1 with our FIN not yet acknowledged: acknowledge the FIN, enter CLOSING (a segment "
+              "that acknowledges our FIN took the connection to FIN-WAIT-2 in the fifth check, and its FIN to "
+              "TIME-WAIT here)"),
     Rule("fin.fin-wait-2", ("FIN-WAIT-2",), "fin", "FIN", ACK_NOW, "TIME-WAIT", do="RCV.NXT := RCV.NXT + 1",
          text="eighth, FIN-WAIT-2: acknowledge the FIN, enter TIME-WAIT"),
     Rule("fin.again", _AFTER_FIN, "fin", "FIN", ACK_NOW, do="RCV.NXT := RCV.NXT + 1",
@@ -438,8 +437,10 @@ def reset_state(state: str, passive: bool) -> str:
 @dataclass(frozen=True)
 class Override:
     """A stack's own row for `row` (a RULES id): in `states` (default: the
-    row's), when `when` holds (default: the row's condition), it does this
-    instead. `source` is where the stack says so (code or documentation)."""
+    row's), for the segments of the row that `when` also picks (default:
+    all of them), it does this instead. For a Table 6 row (`table6.*`),
+    `when` is the stack's test in place of the RFC's. `source` is where the
+    stack says so (its code or documentation)."""
 
     row: str
     answer: str = NOTHING
@@ -452,7 +453,8 @@ class Override:
 
     def rule(self) -> Rule:
         base = ROWS[self.row]
-        return replace(base, id=f"{self.row}@stack", states=self.states or base.states, when=self.when or base.when,
+        when = f"({base.when}) and ({self.when})" if self.when else base.when
+        return replace(base, id=f"{self.row}@stack", states=self.states or base.states, when=when,
                        answer=self.answer, next=self.next, then=self.then, do=self.do, level="MUST",
                        text=f"documented: {self.source}")
 
