@@ -22,7 +22,7 @@ Rules of this file:
 from __future__ import annotations
 
 from .rules import SYNCHRONIZED, Segment as RuleSegment, judge
-from .segment import MOD, flags_of
+from .segment import MOD
 from .verdict import ConformanceFailure
 
 DATA = b"0123456789"        # the SUT's ten octets
@@ -83,7 +83,7 @@ class Connection:
     def _syn_sent(self, _):
         p = self.peer
         self.conn = self.app.connect(p.addr, p.port, bind_port=p.sut_port)
-        self._expect("S", requirement="RFC9293/3.10.1", what="OPEN (active) sends a SYN: SYN-SENT")
+        self.peer.expect("S", requirement="RFC9293/3.10.1", what="OPEN (active) sends a SYN: SYN-SENT")
         self.snd_una = p.irs
 
     def _syn_received(self, variant):
@@ -108,7 +108,7 @@ class Connection:
         p = self.peer
         if variant == "client":
             self.conn = self.app.connect(p.addr, p.port, bind_port=p.sut_port)
-            self._expect("S", requirement="RFC9293/3.10.1", what="OPEN (active) sends a SYN: SYN-SENT")
+            self.peer.expect("S", requirement="RFC9293/3.10.1", what="OPEN (active) sends a SYN: SYN-SENT")
             self._answered(p.send("SA"), "A", seq=p.rcv_nxt, ack=p.snd_nxt, requirement="RFC9293/3.10.7.3",
                            what="SYN-SENT, a SYN-ACK acknowledging its SYN: ESTABLISHED, "
                                 "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>")
@@ -122,7 +122,7 @@ class Connection:
             self.app.close(self.listener)
             self.listener = None
         self.app.send(self.conn, DATA)
-        self._expect("A", seq=p.rcv_nxt, ack=p.snd_nxt, data=DATA, requirement="RFC9293/3.10.7.4",
+        self.peer.expect("A", seq=p.rcv_nxt, ack=p.snd_nxt, data=DATA, requirement="RFC9293/3.10.7.4",
                  what="ESTABLISHED: the SUT's application data is sent from SND.NXT")
         p.send("A")
         self.snd_una = p.rcv_nxt
@@ -134,7 +134,7 @@ class Connection:
     def _close(self):
         p = self.peer
         self.app.shutdown(self.conn, "wr")
-        self._expect("FA", seq=p.rcv_nxt, ack=p.snd_nxt, requirement="RFC9293/3.10.4",
+        self.peer.expect("FA", seq=p.rcv_nxt, ack=p.snd_nxt, requirement="RFC9293/3.10.4",
                  what="CLOSE: the SUT sends <SEQ=SND.NXT><CTL=FIN,ACK>")
 
     def _fin_wait_2(self, _):
@@ -168,18 +168,9 @@ class Connection:
 
     def _answered(self, sent, flags, seq=None, ack=None, *, requirement, what):
         """The SUT answers the segment just sent; keeps the slowest answer time."""
-        seg = self._expect(flags, seq=seq, ack=ack, requirement=requirement, what=what)
+        seg = self.peer.expect(flags, seq=seq, ack=ack, requirement=requirement, what=what)
         self.rtt = max(self.rtt, seg.t - sent.t)
         return seg
-
-    def _expect(self, flags, **kw):
-        """Peer.expect, passing over the SUT's retransmissions of what it sent
-        before: a tester slowed down on a busy machine may acknowledge later
-        than the SUT's retransmission timer (200 ms on Linux) fires."""
-        __tracebackhide__ = True
-        p, want = self.peer, flags_of(flags)
-        return p.expect(flags, skip=lambda s: p.retransmitted(s) and bool(p.mismatch(s, want, kw.get("seq"),
-                                                                                             kw.get("ack"))), **kw)
 
     # --- states -------------------------------------------------------------------------------
     def observed(self, state: str) -> str | None:

@@ -164,7 +164,10 @@ class Peer:
                skip=None) -> Segment:
         """Wait up to `within` seconds for the SUT's next segment on this
         connection and check it: control bits, and seq, ack and payload where
-        given. Segments for which `skip(seg)` is true are passed over.
+        given. Segments for which `skip(seg)` is true are passed over, and so
+        is a retransmission of a segment the SUT sent before (its SYN, FIN or
+        data again) that is not the one expected: a tester slowed down by a
+        busy machine may answer later than the SUT's retransmission timer.
 
         The default suits an answer the stack gives at once: it is shorter
         than any initial RTO, so a timer's retransmission cannot pass for
@@ -179,10 +182,10 @@ class Peer:
             if seg is None:
                 raise ConformanceFailure(requirement, what or f"no segment from the SUT within {within:g} s",
                                          expected, "nothing")
-            if skip is not None and skip(seg):
+            problems = self.mismatch(seg, want, seq, ack, data)
+            if (skip is not None and skip(seg)) or (problems and self.retransmitted(seg)):
                 self._learn(seg)
                 continue
-            problems = self.mismatch(seg, want, seq, ack, data)
             if problems:
                 raise ConformanceFailure(requirement, what or "the SUT sent another segment than required",
                                          expected, f"{self.describe(seg)}   <- {'; '.join(problems)}")
