@@ -23,7 +23,8 @@ SYN = [("MSS", 1460), ("NOP", None), ("WScale", 7)]
 RULE = {"ipv4": "RFC1191/3", "ipv6": "RFC8201/4"}
 
 
-def _flight(peer, app):
+def _flight(peer, app, profile):
+    profile.set_if_tunable("rto_min", 1_000_000)     # a busy tester still answers before the RTO
     peer.syn_options = list(SYN)
     listener = app.listen(peer.sut_port)
     peer.connect()
@@ -88,7 +89,7 @@ def test_too_big_lowers_the_segment_size(stack, peer, app, profile, observed):
     """An ICMP too-big for a segment in flight: every later packet fits the new path MTU."""
     b = profile.behaviour(f"pmtu.too-big.{peer.family}")
     rule = RULE[peer.family]
-    conn, flight = _flight(peer, app)
+    conn, flight = _flight(peer, app, profile)
     largest = max(len(s.raw) for s in flight)
     require(largest > PMTU, rule, "the SUT's segments fill its 1500-octet link", f"packets over {PMTU} octets",
             f"at most {largest}")
@@ -128,7 +129,7 @@ def test_too_big_quoting_another_sequence_is_ignored(stack, peer, app, profile, 
     """An ICMP too-big whose quoted SEG.SEQ lies outside SND.UNA..SND.NXT changes nothing."""
     b = profile.behaviour(f"pmtu.out-of-window.{peer.family}")
     rule = b["rule"]
-    conn, flight = _flight(peer, app)
+    conn, flight = _flight(peer, app, profile)
     _too_big(peer, flight[0], seq=seq_add(flight[-1].end, 1 << 20))
     if b["answer"] == "ignored":
         peer.expect_none(within=0.02, requirement=rule, what="nothing is retransmitted for an out-of-window message")

@@ -43,7 +43,7 @@ CONTROLS = [
     ("test_congestion.py::test_slow_start_growth[ipv4-reno]",
      Fault("A", nth=10, action="drop"), "RFC5681/3.1"),
     ("test_congestion.py::test_fast_retransmit_and_limited_transmit[ipv4-reno]",
-     Fault("A", nth=13, action="drop"), "RFC5681/3.2"),
+     Fault("A", nth=17, action="drop"), "RFC5681/3.2"),
     ("test_congestion.py::test_window_after_rto[ipv4-reno]",
      Fault("A", nth=11, action="seq", offset=1), "RFC5681/3.1"),
     # RFC 2018 / 2883
