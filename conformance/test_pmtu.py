@@ -15,7 +15,7 @@ from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.inet6 import ICMPv6PacketTooBig, IPv6
 
 from harness.agent import AppError
-from harness.segment import seq_add
+from harness.segment import Segment, seq_add
 from harness.verdict import require
 
 PMTU = 1280
@@ -70,13 +70,15 @@ def _data_after(peer, t: float, within: float) -> list:
 
 
 def _sut_packets(peer, since: float, within: float) -> list:
-    """Every IP packet the SUT sent after `since` (segments and fragments
-    alike), watching the wire for `within` seconds."""
+    """Every IP packet the SUT sent after `since` on this connection (its
+    segments, and IP fragments), watching the wire for `within` seconds (a
+    remote SUT's other connections may still be retransmitting)."""
     import time
     deadline = time.monotonic() + within
     while peer.link.poll(deadline):
         pass
-    return [e for e in peer.trace.entries if e.sent_by == "sut" and e.t >= since]
+    return [e for e in peer.trace.entries if e.sent_by == "sut" and e.t >= since
+            and (peer.mine(e) if isinstance(e, Segment) else True)]      # a fragment: whose, the IP layer knows
 
 
 def _sizes(packets) -> list:
