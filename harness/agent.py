@@ -64,7 +64,7 @@ and "message" (one line for a human).
 Option names: SO_REUSEADDR SO_KEEPALIVE SO_RCVBUF SO_SNDBUF SO_LINGER ([on, secs])
 TCP_NODELAY TCP_MAXSEG TCP_KEEPIDLE TCP_KEEPINTVL TCP_KEEPCNT TCP_SYNCNT
 TCP_LINGER2 TCP_DEFER_ACCEPT TCP_WINDOW_CLAMP TCP_USER_TIMEOUT TCP_QUICKACK
-TCP_FASTOPEN TCP_CONGESTION (string), and TCP_INFO, read-only: an object with
+TCP_FASTOPEN TCP_FASTOPEN_CONNECT TCP_CONGESTION (string), and TCP_INFO, read-only: an object with
 the SUT's own view of the connection (state, rto, ato, rtt, rttvar in
 microseconds, retransmits, backoff, snd_mss, rcv_mss, unacked), which cases
 use where a timer follows the SUT's RTT. An agent answers EOPNOTSUPP for the
@@ -93,6 +93,10 @@ OPTIONS = {
     "TCP_USER_TIMEOUT": (SOL_TCP, getattr(socket, "TCP_USER_TIMEOUT", 18), "int"),
     "TCP_FASTOPEN": (SOL_TCP, getattr(socket, "TCP_FASTOPEN", 23), "int"),
     "TCP_INFO": (SOL_TCP, getattr(socket, "TCP_INFO", 11), "tcp_info"),        # read-only
+    # RFC 7413 (coverage-rfcs): a client's Fast Open. Set before connect, the
+    # SYN waits for the first send and carries its data with a cached cookie
+    # (or a cookie request without one).
+    "TCP_FASTOPEN_CONNECT": (SOL_TCP, getattr(socket, "TCP_FASTOPEN_CONNECT", 30), "int"),
 }
 
 # struct tcp_info (include/uapi/linux/tcp.h) up to tcpi_rttvar: 8 octets, then
