@@ -26,6 +26,7 @@ STACKS = {
     "remote": "harness.stacks.remote:RemoteStack",
     "gvisor": "harness.stacks.gvisor:GvisorStack",
     "lwip": "harness.stacks.lwip:LwipStack",
+    "slirp": "harness.stacks.slirp:SlirpStack",
 }
 
 ADDRESSES = {
