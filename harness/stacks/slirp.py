@@ -7,27 +7,21 @@ Rules of this file:
   this file, built into build/slirp-agent by `python3 -m harness.setup
   --stack slirp`) runs libslirp in the case's namespace on `tap0`: slirp
   owns 198.18.0.1 and 2001:2::1, the tester is its guest at .2 / ::2.
-- slirp's application is the host: what a guest connects to becomes a
-  connect() to the host's loopback, and a host forwarding rule turns a
-  host connect() into a connection slirp opens towards the guest. So the
-  app-control protocol is served here, in the tester, by a SocketHost whose
-  sockets live in the case's namespace (SlirpHost): `listen` listens on
-  127.0.0.1 / ::1, `connect` adds a forwarding rule to the guest's address
-  and port and connects to it, bound to the port slirp then uses on the
-  wire. The pump's control lines (hostfwd, connections) are its own.
-- Socket options act on those host sockets, not on slirp's TCP: only the
-  ones whose effect slirp carries to the guest are offered (SO_LINGER: an
-  abortive close is read as ECONNRESET, and slirp resets the guest's
-  connection, soread -> tcp_drop; SO_REUSEADDR). Every other one answers
-  EOPNOTSUPP naming why, and the case is skipped. Nothing is tunable: slirp's
-  timers and limits are compiled in (no `sysctl` capability).
+- slirp's application is the host (harness/stacks/proxied.py): a guest's
+  connection to slirp's address becomes connect() to the host's loopback
+  (sotranslate_out), and a forwarding rule, added through the pump for each
+  `connect` (slirp_add_hostxfwd), turns a host connect() into a connection
+  slirp opens to the guest from its address and the client's port
+  (tcp_connect, sotranslate_accept). The pump's control lines are its own.
+- Of the socket options only SO_LINGER and SO_REUSEADDR are offered (an
+  abortive close reaches the guest as a reset: soread -> tcp_drop); slirp's
+  timers and buffers are compiled in (no `sysctl` capability).
 - TCP states are slirp's own (slirp_connection_info, misc.c): capability
   `state`. It prints IPv4 addresses only ("TODO: IPv6"): for IPv6 the states
   and ports are slirp's and the addresses are left out (None).
 """
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import socket
@@ -35,14 +29,14 @@ import subprocess
 from pathlib import Path
 
 from . import ADDRESSES, APP, STATE, StackError
-from ..agent import App, AppError, SocketHost, StreamTransport
+from ..agent import App, AppError, StreamTransport
 from ..setup import apt_install, package_version
+from .proxied import LOOPBACK, ProxiedHost
 from .tap import BUILD, TapStack
 
 PACKAGES = ("libslirp-dev", "libslirp0")
 SOURCE = Path(__file__).with_name("slirp_agent.c")
 HEADER = Path("/usr/include/slirp/libslirp.h")
-LOOPBACK = {"ipv4": "127.0.0.1", "ipv6": "::1"}
 # Host ports of the forwarding rules: above the namespace's ephemeral range
 # (32768-60999) and the tester's ports, so a port in slirp's connection
 # table says by itself whether it is a rule's.
@@ -52,17 +46,14 @@ STATES = {"SYN_SENT": "SYN-SENT", "SYN_RCVD": "SYN-RECEIVED", "ESTABLISHED": "ES
           "CLOSE_WAIT": "CLOSE-WAIT", "FIN_WAIT_1": "FIN-WAIT-1", "CLOSING": "CLOSING",
           "LAST_ACK": "LAST-ACK", "FIN_WAIT_2": "FIN-WAIT-2", "TIME_WAIT": "TIME-WAIT",
           "LISTEN": "LISTEN", "CLOSED": "CLOSED"}
-# Socket options whose effect slirp carries to its guest-facing TCP.
-CARRIED = {"SO_REUSEADDR", "SO_LINGER"}
 NOT_CARRIED = ("it would set the host socket that slirp proxies, not slirp's TCP, whose timers, "
                "buffers and options are compiled in (libslirp tcp_timer.h, tcp.h)")
 KEEPALIVE = ("slirp sends no keep-alives to the guest: slirp_do_keepalive (slirp.c) is false and "
              "not exported, so tcp_timers only re-arms the keep-alive timer")
 
 
-class SlirpHost(SocketHost):
-    """The host side of slirp: the app-control protocol on this namespace's
-    loopback sockets, with slirp's forwarding rules and connection table."""
+class SlirpHost(ProxiedHost):
+    """The host side of slirp, with slirp's forwarding rules and connection table."""
 
     stack = "slirp"
 
@@ -70,7 +61,7 @@ class SlirpHost(SocketHost):
         super().__init__(make_socket)
         self.pump = pump
         self.family = family
-        self.ports = itertools.count(FORWARD_PORTS.start)
+        self.ports = iter(FORWARD_PORTS)
         self.forwarded: dict[int, int] = {}      # rule's host port -> the client's port (slirp's on the wire)
 
     def control(self, line: str) -> dict:
@@ -79,44 +70,25 @@ class SlirpHost(SocketHost):
             raise AppError(reply.get("error", "EIO"), reply.get("message", ""))
         return reply
 
+    def not_carried(self, name: str) -> str:
+        return KEEPALIVE if "KEEP" in name else NOT_CARRIED
+
     def op_hello(self, **_):
-        info = self.control("hello")
-        return dict(super().op_hello(), options=sorted(CARRIED), system=f"libslirp {info['libslirp']}")
+        return dict(super().op_hello(), system=f"libslirp {self.control('hello')['libslirp']}")
 
-    @staticmethod
-    def _refuse(name: str) -> None:
-        if name not in CARRIED:
-            why = KEEPALIVE if "KEEP" in name else NOT_CARRIED
-            raise AppError("EOPNOTSUPP", f"{name} on slirp: {why}")
-
-    def op_setsockopt_on(self, s, name, value) -> None:
-        self._refuse(name)
-        SocketHost.op_setsockopt_on(s, name, value)
-
-    def op_getsockopt(self, id, name):
-        self._refuse(name)
-        return super().op_getsockopt(id, name)
-
-    def op_listen(self, family, address, port, backlog=16, options=None):
-        """A guest's SYN to slirp's address and `port` makes slirp connect to
-        the host's loopback on that port (sotranslate_out). The backlog is
-        the host's largest: the accept queue is the host kernel's, not
-        slirp's, and a full one would hold slirp's SYN-ACK back by the host
-        kernel's own SYN retransmissions (1 s and more)."""
-        return super().op_listen(family, LOOPBACK[family], port, max(int(backlog), socket.SOMAXCONN), options)
-
-    def op_connect(self, family, address, port, bind=None, options=None):
-        """A forwarding rule from a loopback port to the guest's address and
-        port, and a connect() to it: slirp accepts it and opens the
-        connection to the guest from its own address and the client's port
-        (tcp_connect, sotranslate_accept)."""
-        loop = LOOPBACK[family]
+    def forward(self, family, address, port):
+        """A forwarding rule from the next rule port to the guest's address
+        and port (slirp_add_hostxfwd through the pump)."""
         rule = next(self.ports, None)
         if rule is None:
             raise AppError("EADDRNOTAVAIL", f"no forwarding ports left ({FORWARD_PORTS})")
-        self.control(f"hostfwd {loop} {rule} {address} {int(port)}")
-        out = super().op_connect(family, loop, rule, [loop, int(bind[1])] if bind else None, options)
-        self.forwarded[rule] = self._sock(out["id"]).getsockname()[1]
+        self.control(f"hostfwd {LOOPBACK[family]} {rule} {address} {port}")
+        self.rule = rule
+        return rule
+
+    def op_connect(self, family, address, port, bind=None, options=None):
+        out = super().op_connect(family, address, port, bind, options)
+        self.forwarded[self.rule] = self._sock(out["id"]).getsockname()[1]
         return out
 
     def op_state(self, port=None):
@@ -144,10 +116,6 @@ class SlirpHost(SocketHost):
                 continue
             out.append({"local": list(local), "remote": list(remote), "state": STATES[state]})
         return {"sockets": out}
-
-    def op_bye(self):
-        self.close_all()
-        return {}
 
 
 class SlirpStack(TapStack):
