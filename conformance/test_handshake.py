@@ -18,6 +18,8 @@ SYN_RECEIVED_ANSWERS = {
     # the connection's own reset (<SEQ=SND.NXT><ACK=RCV.NXT>), then the SYN's
     "rst-twice": lambda peer, synack, syn: [dict(flags="RA", seq=synack.seq + 1, ack=peer.iss + 1),
                                             dict(flags="RA", seq=0, ack=syn.seq + syn.seg_len)],
+    # the connection's reset without ACK, <SEQ=SND.NXT><CTL=RST>
+    "rst-snd-nxt": lambda peer, synack, syn: [dict(flags="R", seq=synack.seq + 1)],
 }
 
 

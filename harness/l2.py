@@ -21,6 +21,7 @@ Rules of this file:
 """
 from __future__ import annotations
 
+import fcntl
 import socket
 import struct
 import time
@@ -38,6 +39,8 @@ ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
 PACKET_OUTGOING = 4
 SOL_PACKET, PACKET_ADD_MEMBERSHIP, PACKET_MR_PROMISC = 263, 1, 1
 FRAME_LENGTH = struct.Struct("!I")       # a StreamLink frame's length prefix
+SIOCOUTQ = 0x5411                        # TIOCOUTQ: unread octets of a stream socket's peer
+DRAINED_WITHIN = 0.5                     # seconds a StreamLink waits for the SUT to read a frame
 
 
 class LinkError(RuntimeError):
@@ -207,11 +210,22 @@ class StreamLink(EthernetLink):
         return self.sock.fileno()
 
     def _send_frame(self, frame: bytes) -> None:
+        """Send one frame and wait (at most DRAINED_WITHIN) until the SUT has
+        read it: frames sent at different times reach it as separate reads,
+        as on a link, not as one batch (passt handles a batch of one
+        4-tuple's segments together, tap.c)."""
         self.sock.setblocking(True)
         try:
             self.sock.sendall(FRAME_LENGTH.pack(len(frame)) + frame)
         finally:
             self.sock.setblocking(False)
+        deadline = time.monotonic() + DRAINED_WITHIN
+        while self._unread() and time.monotonic() < deadline:
+            time.sleep(0.0001)
+
+    def _unread(self) -> int:
+        """Octets sent that the SUT has not read yet (SIOCOUTQ)."""
+        return struct.unpack("i", fcntl.ioctl(self.sock.fileno(), SIOCOUTQ, b"\0" * 4))[0]
 
     def _recv_frames(self):
         while True:

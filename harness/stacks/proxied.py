@@ -59,6 +59,11 @@ class ProxiedHost(SocketHost):
         self._refuse(name)
         return super().op_getsockopt(id, name)
 
+    def op_state(self, port=None):
+        """The host's sockets are not the stack's TCP: no states, unless the
+        stack can tell its own (SlirpHost)."""
+        raise AppError("EOPNOTSUPP", f"{self.stack} reports no TCP states of its own")
+
     def op_listen(self, family, address, port, backlog=16, options=None):
         return super().op_listen(family, LOOPBACK[family], port, max(int(backlog), socket.SOMAXCONN), options)
 
