@@ -338,6 +338,9 @@ def test_orphaned_fin_wait_2_times_out(stack, peer, app, profile, tolerance, obs
     if profile.value("invalid_ratelimit") != 0:
         profile.set("invalid_ratelimit", 0)               # every probe is answered (see the profile)
     b = profile.behaviour("fin-wait-2.orphan-timeout")
+    if b["answer"] == "idle":
+        pytest.skip(f"stack {stack.name} ends FIN-WAIT-2 only after an idle time that every segment restarts, "
+                    f"so the case's probes would keep it: {b['note']}")
     observed["tcp_fin_timeout"] = profile.value(b["answer"])      # the seed note says 60 s
     floor = profile.value("fin_wait_2_rto_floor")
     if how == "rto-floor":

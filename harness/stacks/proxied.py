@@ -55,6 +55,10 @@ class ProxiedHost(SocketHost):
         self._refuse(name)
         SocketHost.op_setsockopt_on(s, name, value)
 
+    def op_setsockopt(self, id, name, value):
+        self._refuse(name)
+        return super().op_setsockopt(id, name, value)
+
     def op_getsockopt(self, id, name):
         self._refuse(name)
         return super().op_getsockopt(id, name)
