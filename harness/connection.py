@@ -146,9 +146,15 @@ class Connection:
     def _closing(self, _):
         p = self.peer
         self._fin_wait_1("")
+        self.state = "FIN-WAIT-1"
         fin = (p.rcv_nxt - 1) % MOD
-        self._answered(p.send("FA", ack=fin), "A", seq=p.rcv_nxt, ack=p.snd_nxt, requirement="RFC9293/3.10.7.4",
-                       what="FIN-WAIT-1, a FIN not acknowledging its own: CLOSING, the FIN is acknowledged")
+        crossing = RuleSegment(frozenset("FA"), p.snd_nxt, fin)
+        documented = judge("FIN-WAIT-1", self.tcb(), crossing, self.overrides).documented
+        sent = p.send("FA", ack=fin)
+        for answer in documented.answers:      # the RFC's ACK, or what the stack's profile documents
+            self._answered(sent, "".join(sorted(answer.ctl)), seq=answer.seq, ack=answer.ack,
+                           requirement="RFC9293/3.10.7.4",
+                           what="FIN-WAIT-1, a FIN not acknowledging its own: CLOSING, the FIN is acknowledged")
 
     def _time_wait(self, _):
         p = self.peer

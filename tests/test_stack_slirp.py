@@ -56,6 +56,8 @@ def test_states_are_read_from_slirps_connection_table(family):
             ([None, 8080], [None, 40000], "ESTABLISHED"), ([None, 2222], [None, 40001], "SYN-SENT"),
             ([None, 8081], [None, 40002], "TIME-WAIT")]
     assert [s["state"] for s in host.op_state(port=8081)["sockets"]] == ["TIME-WAIT"]
+    host.listening[3] = 8081                       # the host listens: slirp answers SYNs to that port
+    assert [s["state"] for s in host.op_state(port=8081)["sockets"]] == ["LISTEN", "TIME-WAIT"]
 
 
 def test_options_slirp_cannot_carry_are_refused_with_the_reason():

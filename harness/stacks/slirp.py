@@ -63,6 +63,7 @@ class SlirpHost(ProxiedHost):
         self.family = family
         self.ports = iter(FORWARD_PORTS)
         self.forwarded: dict[int, int] = {}      # rule's host port -> the client's port (slirp's on the wire)
+        self.listening: dict[int, int] = {}      # listener's id -> its port
 
     def control(self, line: str) -> dict:
         reply = json.loads(self.pump.exchange(line, line.split()[0]))
@@ -91,13 +92,26 @@ class SlirpHost(ProxiedHost):
         self.forwarded[self.rule] = self._sock(out["id"]).getsockname()[1]
         return out
 
+    def op_listen(self, family, address, port, backlog=16, options=None):
+        out = super().op_listen(family, address, port, backlog, options)
+        self.listening[out["id"]] = int(port)
+        return out
+
+    def op_close(self, id):
+        self.listening.pop(int(id), None)
+        return super().op_close(id)
+
     def op_state(self, port=None):
         """slirp's TCP control blocks (slirp_connection_info): one line each,
         `TCP[STATE] FD SRC SPORT DST DPORT RECVQ SENDQ`. For a connection the
         guest opened, SRC is the guest and DST what it connected to (slirp's
         side); for one a forwarding rule opened, SRC is the host socket slirp
-        accepted (the rule's loopback port) and DST the guest."""
-        out = []
+        accepted (the rule's loopback port) and DST the guest. slirp keeps
+        no block for LISTEN: a port of its address is in LISTEN while the
+        host listens on it (tcp_input makes the block when a SYN comes, and
+        connects to the host), so the host's listeners are reported as such."""
+        out = [{"local": [None, p], "remote": [None, 0], "state": "LISTEN"} for p in self.listening.values()
+               if port is None or int(port) == p]
         for line in self.control("connections")["info"].splitlines()[1:]:
             parts = line.split()
             if len(parts) != 8 or not parts[0].startswith("TCP["):
