@@ -109,10 +109,15 @@ class Connection:
         if variant == "client":
             self.conn = self.app.connect(p.addr, p.port, bind_port=p.sut_port)
             self.peer.expect("S", requirement="RFC9293/3.10.1", what="OPEN (active) sends a SYN: SYN-SENT")
-            self._answered(p.send("SA"), "A", seq=p.rcv_nxt, ack=p.snd_nxt, requirement="RFC9293/3.10.7.3",
-                           what="SYN-SENT, a SYN-ACK acknowledging its SYN: ESTABLISHED, "
-                                "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>")
-            self.passive = False
+            self.snd_una, self.state, self.passive = p.irs, "SYN-SENT", False
+            synack = RuleSegment(frozenset("SA"), p.iss, p.irs + 1)
+            documented = judge("SYN-SENT", self.tcb(), synack, self.overrides).documented
+            sent = p.send("SA")
+            for answer in documented.answers:      # the RFC's ACK, or what the stack's profile documents
+                self._answered(sent, "".join(sorted(answer.ctl)), seq=answer.seq, ack=answer.ack,
+                               requirement="RFC9293/3.10.7.3",
+                               what="SYN-SENT, a SYN-ACK acknowledging its SYN: ESTABLISHED, "
+                                    "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>")
         else:
             self._listen(variant)
             self._answered(p.send("S"), "SA", ack=p.iss + 1, requirement="RFC9293/3.10.7.2",
