@@ -102,7 +102,10 @@ def _state_after(conn, cell, doc, requirement: str, what: str, silence: float) -
     if "state" in conn.stack.capabilities:
         conn.await_state(doc.next, requirement, f"{what}: the connection is in {doc.next} after it")
         return
-    peer, tcb = conn.peer, doc.tcb
+    peer = conn.peer
+    # the variables the segment left, and what the peer knows of the rest (RCV.WND
+    # from the SUT's SYN-ACK, MAX.SND.WND) where the rules had none (from LISTEN)
+    tcb = {**conn.tcb(), **{k: v for k, v in doc.tcb.items() if v is not None}}
     if tcb.get("RCV_NXT") is None:       # no connection to probe before SYN-RECEIVED
         return
     seq, ack = (tcb["RCV_NXT"] - 1) % MOD, tcb.get("SND_NXT") if tcb.get("SND_NXT") is not None else peer.rcv_nxt

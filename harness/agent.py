@@ -441,23 +441,28 @@ class StreamTransport:
         self.keep = keep                   # objects owning the descriptors
 
     def __call__(self, req: dict) -> dict:
-        data = (json.dumps(req) + "\n").encode()
+        return json.loads(self.exchange(json.dumps(req), req.get("op"), float(req.get("timeout", 0) or 0)))
+
+    def exchange(self, line: str, what, wait: float = 0.0) -> bytes:
+        """Write one line, read the one line that answers it (`what` names
+        the request in errors; `wait`: seconds the request itself may take)."""
+        data = (line + "\n").encode()
         try:
             while data:
                 data = data[os.write(self.wfd, data):]
         except (BrokenPipeError, ConnectionError):
             raise AppError("ECONNRESET", "the app-control agent is gone (did it crash?)") from None
-        deadline = time.monotonic() + self.timeout + float(req.get("timeout", 0) or 0)
+        deadline = time.monotonic() + self.timeout + wait
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.rfd], [], [], left)[0]:
-                raise AppError("ETIMEDOUT", f"the app-control agent did not answer {req.get('op')!r} in time")
+                raise AppError("ETIMEDOUT", f"the app-control agent did not answer {what!r} in time")
             chunk = os.read(self.rfd, 65536)
             if not chunk:
                 raise AppError("ECONNRESET", "the app-control agent closed the connection (did it crash?)")
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
-        return json.loads(line)
+        return line
 
 
 def connect_agent(where: str, timeout: float = 30.0) -> StreamTransport:
