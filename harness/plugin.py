@@ -257,7 +257,7 @@ def environment(config, info: dict) -> dict:
     uname = platform.uname()
     env = {"stack": st["label"], "stack.version": info.get("version", "unknown"),
            "kernel": f"{uname.system} {uname.release} {uname.machine}",
-           "family": config.getoption("family"), "seed": st["seed"],
+           "family": config.getoption("family"), "random-seed": st["seed"],
            "tolerance": f"{config.getoption('tolerance_ms'):g} ms or {config.getoption('tolerance_pct'):g} %"}
     for key, value in info.items():
         if key not in ("stack", "version"):

@@ -221,7 +221,9 @@ def _send(seg: Segment, snd: Endpoint, rcv: Endpoint, fate: str | None) -> tuple
         snd.snd_nxt = seg.end
     elif seg.seg_len and not seg.rst:
         d = seq_diff(seg.seq, snd.snd_nxt)
-        if d < 0:
+        if d < 0 and snd.iss is not None and seq_diff(seg.seq, snd.iss) < 0:
+            note = "a segment of the earlier connection"         # numbers relative to the new ISNs: negative
+        elif d < 0:
             note = "retransmission"
         elif d > 0:
             note, fate = "out of order", fate or "delayed"

@@ -25,6 +25,7 @@ from .render import TAIL
 
 KEEP = 40              # packets drawn on the page; a case of 200 handshakes shows its first and last few
 LADDER_WIDTH = 118     # characters: the ladder fits the page at 1400 pixels without scrolling
+LISTED = 10            # checks named in a pass's box; all of them are steps under "Test body"
 
 # name -> (colour of the box's edge, its background, the heading)
 BOXES = {
@@ -118,8 +119,12 @@ def verdict_box(p: Page) -> str:
                    if p.checks else "Passed")
         if p.checks:
             rows.append(("requirements checked", checked_requirements(p.checks)))
-        rows.append(("the checks", "numbered below under <i>Test body</i>; the ladder and the diagram mark "
-                                   "the segment each one judged with its number (#n)"))
+            listed = "<br>".join(f"✓ {html.escape(c.title())}" for c in p.checks[:LISTED])
+            more = len(p.checks) - LISTED
+            rows.append(("the checks", listed + (f"<br>… and {more} more" if more > 0 else "")
+                         + '<br><span style="color:#64748b">each with what was expected and seen under '
+                           "<i>Test body</i>; the ladder and the diagram mark the segment a check judged with its "
+                           "number (#n)</span>"))
     elif p.outcome == "deviation" and p.deviation is not None:
         d = p.deviation
         heading = f"Documented deviation from a {d.level} rule: not conformant, as the stack's profile documents"

@@ -337,3 +337,15 @@ def test_svg_draws_lost_segments_with_a_cross_and_delayed_ones_dashed():
     assert lines[3].get("stroke-dasharray") and lines[3].get("marker-end")              # delayed: dashed arrow
     assert any(p.get("d", "").count("M") == 2 for p in root.iter(f"{SVG_NS}path"))   # the cross
     assert "<" not in "".join(t.text or "" for t in root.iter(f"{SVG_NS}title"))
+
+
+def test_a_late_segment_of_the_earlier_connection_is_named_and_numbered_from_the_new_isns():
+    """After a reopen (a new ISN on the same ports) numbers are relative to
+    the new connection's ISNs: the old FIN shows negative numbers, and says
+    whose it is."""
+    tr = trace_of(("peer", "S", 100), ("sut", "SA", 300, 101), ("peer", "A", 101, 301),
+                  ("sut", "FA", 301, 101), ("peer", "A", 101, 302), ("peer", "FA", 101, 302), ("sut", "A", 302, 102),
+                  ("peer", "S", 200000), ("sut", "SA", 900000, 200001), ("peer", "FA", 101, 302))
+    last = rows(tr)[-1]
+    assert last[2] == "<SEQ=-199899><ACK=-899698><CTL=FIN,ACK>" and "a segment of the earlier connection" in last[5]
+    assert "numbers relative to the ISNs of each connection" in render.ladder(tr)

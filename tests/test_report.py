@@ -365,7 +365,12 @@ def test_real_run_results_carry_the_labels_and_rfc_links(real_run):
         assert labels["requirement"] and labels["seed"] and labels["story"]
         assert labels["severity"] == ["critical"] and labels["tag"] == ["MUST"]
         for link in res["links"]:
-            assert link["type"] == "rfc" and link["url"].startswith("https://www.rfc-editor.org/rfc/rfc")
+            assert (link["type"] == "rfc" and link["url"].startswith("https://www.rfc-editor.org/rfc/rfc")
+                    or link["type"] == "page" and link["url"].startswith(("../matrix.html#", "../claims.html#S"))
+                    or link["type"] == "pcap" and re.match(r"^\.\./pcaps/linux-[\w.-]+\.pcap$", link["url"])), link
+        assert {"type": "page", "url": f"../matrix.html#{labels['case'][0]}",
+                "name": f"conformance matrix: {labels['case'][0]}"} in res["links"]
+        assert "variant" not in labels or labels["variant"] != [labels["family"][0]]
     data = next(r for r in found if "third_ack" in r["fullName"])
     assert {"type": "rfc", "url": "https://www.rfc-editor.org/rfc/rfc9293#section-3.10.7.4",
             "name": "RFC 9293 §3.10.7.4"} in data["links"]
@@ -378,15 +383,22 @@ def test_real_run_attaches_the_exchange_every_way(real_run):
     results, found = real_run
     for res in found:
         names = [a["name"] for a in res["attachments"]]
-        assert names[:5] == ["exchange (RFC 9293 notation)", "sequence diagram", "tcpdump (relative sequence numbers)",
-                             "tcpdump -S (absolute sequence numbers)", "capture.pcap"]
+        assert names[:4] == ["exchange (RFC 9293 notation)", "sequence diagram", "tcpdump (relative sequence numbers)",
+                             "tcpdump -S (absolute sequence numbers)"]
+        pcap_link = next(link["url"] for link in res["links"] if link["type"] == "pcap")
+        assert names[4] == pcap_link.rpartition("/")[2]             # the capture under the case's name
+        # every check is a step: numbered, with its requirement, expected and seen
+        assert res["steps"] and all(re.match(r"^(#\d+ |state read: |… and \d+ more)", st["name"])
+                                    for st in res["steps"])
+        first = res["steps"][0]
+        assert first["status"] == "passed" and {p["name"] for p in first["parameters"]} >= {"expected", "seen"}
         svg, kind = _attachment(results, res, "sequence diagram")
         assert kind == "image/svg+xml" and ET.parse(svg).getroot().tag.endswith("svg")
         ladder = _attachment(results, res, "exchange (RFC 9293 notation)")[0].read_text()
         assert "-->" in ladder and "<--" in ladder and "SYN-SENT" in ladder and "ESTABLISHED" in ladder
         assert "<SEQ=0><CTL=SYN>" in ladder or "<SEQ=0><ACK=1><CTL=SYN,ACK>" in ladder
         # the pcap holds exactly the traced segments: the -S view, line for line
-        pcap, kind = _attachment(results, res, "capture.pcap")
+        pcap, kind = _attachment(results, res, names[4])
         assert kind == "application/vnd.tcpdump.pcap"
         packets = rdpcap(str(pcap))
         absolute = _attachment(results, res, "tcpdump -S (absolute sequence numbers)")[0].read_text().splitlines()
@@ -494,4 +506,37 @@ def test_a_failure_attaches_expected_vs_seen_and_lands_in_its_category(run_case,
         "data starts at ISN+1",
         "expected:    server > client: Flags [.], seq 1:16, ack 1, length 15",
         "seen:        server > client: Flags [.], seq 2:17, ack 1, length 15"]
-    assert "expected:    server &gt; client" in res["descriptionHtml"]
+    page = res["descriptionHtml"]                       # the page opens with expected beside seen
+    assert page.index("RFC violation: RFC9293/3.4") < page.index("<img")
+    assert "<code style=\"white-space:pre-wrap\">server &gt; client: Flags [.], seq 1:16, ack 1, length 15</code>" in page
+    # Allure's own expected and actual (the page's "Show difference"), and the rule as a label
+    assert res["statusDetails"]["expected"] == "server > client: Flags [.], seq 1:16, ack 1, length 15"
+    assert res["statusDetails"]["actual"] == "server > client: Flags [.], seq 2:17, ack 1, length 15"
+    assert {"name": "rule", "value": "RFC9293/3.4"} in res["labels"]
+    assert res["steps"][-1]["status"] == "failed" and res["steps"][-1]["name"].startswith("#")
+
+
+@pytest.mark.root
+def test_a_documented_deviation_is_a_failed_result_naming_its_rule_never_a_skip(run_case, tmp_path):
+    """Linux answers the original SYN again in SYN-RECEIVED with its SYN-ACK
+    (its profile documents it): an xfail for pytest, so the run stays green,
+    and for Allure a failed result in the category of its rule's level."""
+    results = tmp_path / "results"
+    outcome = run_case("conformance/test_handshake.py::test_original_syn_again_in_syn_received[ipv4]",
+                       f"--alluredir={results}")
+    outcome.assert_outcomes(xfailed=1)
+    (res,) = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
+    assert res["status"] == "failed" and res["name"].startswith("MUST deviation · The peer's original SYN")
+    details = res["statusDetails"]
+    assert details["message"].startswith("Documented deviation from RFC9293/3.10.7.4 (a MUST rule) of linux: a "
+                                         "duplicate of the SYN")
+    assert report.verdict(res["status"], details["message"], CATEGORIES) == report.MUST_DEVIATION
+    assert "Traceback" not in details["trace"] and "XFailed" not in details["trace"]
+    assert details["trace"].startswith("rule:          RFC9293/3.10.7.4 (MUST)\nit requires:")
+    assert "why (cases/profiles/linux.toml, behaviour \"syn-received.retransmitted-syn\")" in details["trace"]
+    assert details["expected"].startswith("a duplicate of the SYN") and "Flags [S.]" in details["actual"]
+    assert {"name": "rule", "value": "RFC9293/3.10.7.4"} in res["labels"]
+    assert res["attachments"][0]["name"] == "documented deviation"
+    last = res["steps"][-1]
+    assert last["status"] == "failed" and "departs from the rule: a documented deviation" in last["name"]
+    assert "Documented deviation from a MUST rule: not conformant" in res["descriptionHtml"]
