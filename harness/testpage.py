@@ -157,5 +157,5 @@ def render(p: Page) -> str:
     if p.diagram:
         parts.append(_img(p.diagram, "sequence diagram"))
     if p.ladder:
-        parts.append(f'<pre style="font-size:11.5px;line-height:1.35">{html.escape(p.ladder)}</pre>')
+        parts.append(f'<pre style="font-size:11px;line-height:1.35">{html.escape(p.ladder)}</pre>')
     return "\n".join(parts)
