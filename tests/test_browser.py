@@ -28,7 +28,7 @@ WIDTH = 1400
 # the cases of the run: a MUST deviation, a SHOULD deviation, passes, the ISN series, a backoff plot
 CASES = ("syn_received or old_duplicate_syn or simultaneous_close or first_rto or isn_follows or tcpdump or "
          "backs_off or fin_retransmitted_into")
-ISN_RENDER_LIMIT = 2.0          # seconds, from opening the ISN case's page to its pictures drawn
+ISN_RENDER_LIMIT = 2.0          # seconds, to open the ISN case's page and draw all of it
 
 pytestmark = [pytest.mark.root, pytest.mark.xdist_group("browser")]
 
@@ -115,6 +115,42 @@ def _open_test(driver, out: Path, test_id: str, fresh: bool = False) -> float:
         if (!d || !d.body || !d.body.innerText.includes('check')) return false;
         return [...d.images].every(i => i.complete && i.naturalWidth > 0);""")
     return time.monotonic() - started
+
+
+def _browser_cpu(driver) -> float:
+    """CPU seconds Chromium's processes (all of chromedriver's descendants)
+    have used: what drawing a page costs, whatever else the machine runs."""
+    children: dict = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:                       # a process that just ended
+            continue
+        children.setdefault(int(fields[1]), []).append((int(stat.parent.name), int(fields[11]) + int(fields[12])))
+    total, todo = 0, [driver.service.process.pid]
+    while todo:
+        for pid, ticks in children.get(todo.pop(), []):
+            total += ticks
+            todo.append(pid)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _render_all(driver, out: Path, test_id: str) -> tuple[float, float]:
+    """Open a test's page afresh and scroll through it to the end, each part
+    drawn: (seconds, CPU seconds of the browser)."""
+    driver.get("about:blank")
+    cpu, started = _browser_cpu(driver), time.monotonic()
+    _open_test(driver, out, test_id)
+    driver.set_script_timeout(120)
+    driver.execute_async_script("""const done = arguments[0];
+        const box = [...document.querySelectorAll('[data-tr-scroll-container]')]
+            .find(e => e.scrollHeight > e.clientHeight) || document.scrollingElement;
+        let y = 0;
+        const step = () => { box.scrollTop = y; window.scrollTo(0, y);
+            requestAnimationFrame(() => requestAnimationFrame(() => {
+                y += 900; if (y > box.scrollHeight + 900) done(); else step(); })); };
+        step();""")
+    return time.monotonic() - started, _browser_cpu(driver) - cpu
 
 
 def _description(driver) -> str:
@@ -209,17 +245,24 @@ def test_no_ladder_needs_horizontal_scrolling_at_1400_pixels(built, browser):
 
 
 def test_the_isn_page_draws_its_series_on_top_and_renders_fast(built, browser):
+    """200 handshakes: the page opens and is drawn to its end in under 2 s.
+    Judged by the browser's CPU time (the best of three fresh loads): on a
+    machine that other work keeps busy the clock says more than the page
+    costs (seen here: 1.3 to 2.3 s by the clock, 1.0 to 1.6 s of CPU, at a
+    load of 15 to 20 on 2 cores; before this page was cut short, 5 to 8 s and
+    2.7 to 3.0 s)."""
     results, out = built
     test_id = next(k for k, v in _ids(out).items() if v["name"].startswith("Two hundred handshakes on one 4-tuple")
                    and "[ipv4]" in v["name"])
-    seconds = min(_open_test(browser, out, test_id, fresh=True) for _ in range(2))
-    assert seconds < ISN_RENDER_LIMIT, f"the ISN page took {seconds:.2f} s"
+    wall, cpu = min((_render_all(browser, out, test_id) for _ in range(3)), key=lambda m: m[1])
+    assert cpu < ISN_RENDER_LIMIT, f"the ISN page took {cpu:.2f} s of the browser's CPU ({wall:.2f} s by the clock)"
+    _open_test(browser, out, test_id)
     first = browser.execute_script("""const d = document.querySelector('iframe[title=Description]').contentDocument;
         const i = d.images[0]; return [i.alt, i.naturalWidth, d.documentElement.scrollHeight];""")
     assert first[0].startswith("ISN of each handshake on one 4-tuple") and first[1] == 900
     assert first[2] < 6000, f"the description is {first[2]} pixels high"     # was 58,000 with 200 handshakes twice
     assert "The exchange has 600 packets: the pictures below show the first" in _description(browser)
-    print(f"ISN page rendered in {seconds:.2f} s (description {first[2]} px high)")
+    print(f"ISN page drawn to its end in {wall:.2f} s ({cpu:.2f} s of CPU); description {first[2]} px high")
     _shot(browser, "isn-page.png", top=False)
 
 
