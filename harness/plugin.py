@@ -13,9 +13,9 @@ Rules of this file:
 - The report (Allure): every result carries epic (the RFC), feature (area),
   story (case title), severity (from the level), labels case, stack, family,
   requirement (one per id) and seed (one per claim), and `rfc` links that a
-  plain `--alluredir` run resolves (the link pattern is a default here), and
-  links to the case's row of the matrix, its seed claims and its pcap beside
-  the report (python -m harness.report puts them there). Every check the case
+  plain `--alluredir` run resolves (the link pattern is a default here); its
+  page names the files beside the report that show it (matrix row, seed
+  claims, capture: Allure links only to http(s) addresses). Every check the case
   makes is a step (harness.steps). Every traced case attaches the exchange as
   the RFC 9293 ladder and an SVG, both tcpdump views, the pcap, its figures
   and its observed values; a failure also attaches expected vs seen.
@@ -556,12 +556,6 @@ def _allure_case(request, tcpconf):
         allure.dynamic.label("seed", s)
     for value, name in c.rfc_links():
         allure.dynamic.link(value, link_type="rfc", name=name)
-    # beside the report (python -m harness.report): the case's row of the matrix, its claims, its pcap
-    allure.dynamic.link(f"../matrix.html#{cid}", link_type="page", name=f"conformance matrix: {cid}")
-    for s in c.seed:
-        allure.dynamic.link(f"../claims.html#{s}", link_type="page", name=f"seed claim {s}")
-    allure.dynamic.link(f"../pcaps/{pcap_name(tcpconf['label'], request.node)}", link_type="pcap",
-                        name=f"capture: {pcap_name(tcpconf['label'], request.node)}")
     yield
 
 
@@ -710,8 +704,13 @@ def _attach(item, report, call, trace: Trace, values: dict, failure, deviation, 
     outcome = _outcome(report, call, failure, deviation)
     packets = len(exchange(trace).steps)
     short = packets > testpage.KEEP
+    name = pcap_name(item.config.stash[STATE]["label"], item)
+    beside = [f"matrix.html#{cid}: the case in the conformance matrix"]
+    beside += [f"claims.html#{s}: the seed note's claim {s}" for s in (case.seed if case else ())]
+    beside.append(f"pcaps/{name}: the capture (Wireshark opens it; here it is the attachment {name})")
     page = testpage.Page(
         outcome, description=case.description.strip() if case else "", requirements=case.requirements if case else (),
+        beside=beside,
         checks=steps.checks(), failure=failure, deviation=deviation,
         skip_reason=str(getattr(call.excinfo, "value", "")) if call.excinfo else "",
         figures=figures, packets=packets,

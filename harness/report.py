@@ -24,8 +24,13 @@ Rules of this file:
   depart from MUST rules, failures. History carries over in OUT/history/
   (default reports/history/). The Google Analytics tag Allure writes into
   index.html is removed; if it cannot be, the build fails rather than ship
-  it. Each test's capture goes to OUT/pcaps/ under the case's name (Allure
-  downloads an attachment under a hash); the test's page links to it.
+  it. The pages beside the report are built first and go into it as global
+  attachments (its start page's tab "Global Attachments"); they link each
+  result to its page in the report by the id Allure 3 gives it, md5 of the
+  result's uuid. Each test's capture goes to OUT/pcaps/ under the name of its
+  attachment (stack, case, test: Allure downloads an attachment under a
+  hash). Allure links a test only to http(s) addresses, so a test's page
+  names these files as text.
 
 Another page: one function that takes the Context and returns its files,
 registered with `@page(name, title)`; it is built by `python -m
@@ -37,6 +42,7 @@ link a result into the Allure report (see matrix_page).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html
 import json
 import os
@@ -114,6 +120,7 @@ class Result:
     stop: int = 0
     variant: str = ""          # the test's parameters other than the family ("default", "retries-2")
     pcap: tuple | None = None  # (attachment file, name of the capture beside the report)
+    allure_id: str = ""        # the result's id in the Allure 3 report: md5 of its uuid
 
     @property
     def changed(self) -> set:
@@ -150,8 +157,6 @@ def parse_result(data: dict, categories: list, attachment=lambda source: None, d
     extra = [f"{k}={v}" for k, v in params.items() if k != "family"]
     message = (data.get("statusDetails") or {}).get("message") or ""
     observed = {}
-    pcap_name = next((link["url"].rpartition("/")[2] for link in data.get("links", []) if link.get("type") == "pcap"),
-                     None)
     pcap = None
     for a in data.get("attachments", []):
         if a.get("name") == "observed values":
@@ -161,15 +166,16 @@ def parse_result(data: dict, categories: list, attachment=lambda source: None, d
                     observed = json.loads(text)
                 except ValueError:
                     observed = {}
-        if a.get("type") == "application/vnd.tcpdump.pcap" and pcap_name and directory is not None:
-            pcap = (directory / a["source"], pcap_name)
+        if a.get("type") == "application/vnd.tcpdump.pcap" and directory is not None:
+            pcap = (directory / a["source"], re.sub(r"[^A-Za-z0-9._\[\]-]+", "_", a.get("name") or a["source"]))
     return Result(case=labels["case"][0], title=labels.get("story", [labels["case"][0]])[0],
                   stack=labels.get("stack", ["?"])[0], family=family,
                   test=func + (f"[{', '.join(extra)}]" if extra else ""), name=data.get("name", func),
                   verdict=verdict(data.get("status", "unknown"), message, categories), message=message,
                   level=labels.get("tag", [""])[0], requirements=tuple(labels.get("requirement", [])),
                   seeds=tuple(labels.get("seed", [])), observed=observed, stop=int(data.get("stop") or 0),
-                  variant=labels.get("variant", [""])[0], pcap=pcap)
+                  variant=labels.get("variant", [""])[0], pcap=pcap,
+                  allure_id=hashlib.md5(data["uuid"].encode()).hexdigest() if data.get("uuid") else "")
 
 
 def load_results(dirs: list[Path], categories: list | None = None) -> list[Result]:
@@ -297,11 +303,11 @@ class Context:
     results: list
     catalog: dict
     sources: list
-    links: dict = field(default_factory=dict)     # (Allure name, stack) -> href into the Allure report
-    report: str | None = None                     # href of the Allure report, when it was built
+    report: str | None = None                     # href of the Allure report, when there is one
 
     def allure_href(self, r: Result) -> str | None:
-        return self.links.get((r.name, r.stack))
+        """The result's page in the Allure report."""
+        return f"{self.report}#{r.allure_id}" if self.report and r.allure_id else None
 
 
 PAGES: dict[str, tuple[str, Callable]] = {}      # name -> (title in the navigation, builder)
@@ -899,14 +905,17 @@ def _merged(dirs: list[Path], into: Path) -> Path:
     return into
 
 
-def build_html(dirs: list[Path], results: list[Result], out: Path) -> Path:
+def build_html(dirs: list[Path], results: list[Result], out: Path, pages: list[Path] = ()) -> Path:
+    """The Allure report of the results in OUT (html/), with `pages` (the
+    pages built beside it) as its global attachments."""
     if not ALLURE.exists():
         raise ReportError("Allure 3 is not installed: run python3 -m harness.setup --report (needs Node.js 20+ and npm)")
     if out.exists():
         shutil.rmtree(out)
     env = {**os.environ, "TCPCONF_STACKS": ",".join(stacks_of(results)), "TCPCONF_REPORT_OUTPUT": str(out),
            "TCPCONF_REPORT_HISTORY": str(out.parent / "history" / "history.jsonl"),
-           "TCPCONF_REPORT_NAME": f"tcpconf · {report_name(results)}"}
+           "TCPCONF_REPORT_NAME": f"tcpconf · {report_name(results)}",
+           "TCPCONF_REPORT_PAGES": "\n".join(str(p) for p in pages)}
     with tempfile.TemporaryDirectory(prefix="tcpconf-results-", dir=REPORTS) as tmp:
         source = [str(dirs[0])] if len(dirs) == 1 else [str(_merged(dirs, Path(tmp)))]
         p = subprocess.run([str(ALLURE), "generate", *source, "-c", str(REPORTS / "allurerc.mjs")],
@@ -929,29 +938,6 @@ def copy_pcaps(results: list[Result], into: Path) -> int:
             shutil.copyfile(r.pcap[0], into / r.pcap[1])
             n += 1
     return n
-
-
-def report_links(html_dir: Path, results: list[Result]) -> dict:
-    """(Allure name, stack) -> 'html/index.html#<id>' for the matrix's cells,
-    from the report Allure just built (ids change with every build)."""
-    path = html_dir / "test-results.json"
-    if not path.exists():
-        return {}
-    try:
-        by_id = json.loads(path.read_text()).get("byId", {})
-    except ValueError:
-        return {}
-    multi = len(stacks_of(results)) > 1
-    seen: dict = {}
-    for tid, t in by_id.items():
-        key = (t.get("name"), t.get("environment"))
-        seen[key] = None if key in seen else tid            # ambiguous names get no link
-    links = {}
-    for r in results:
-        tid = seen.get((r.name, r.stack if multi else "default"))
-        if tid:
-            links[(r.name, r.stack)] = f"{html_dir.name}/index.html#{tid}"
-    return links
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -980,30 +966,30 @@ def main(argv=None) -> int:
             raise ReportError(f"no conformance results in {', '.join(sources)}: run the suite with "
                               f"--alluredir={sources[0]} first")
         out.mkdir(parents=True, exist_ok=True)
-        ctx = Context(results, load_catalog(), sources)
-        if command in ("all", "html"):
-            started = time.monotonic()
-            try:
-                index = build_html(dirs, results, out / "html")
-                n = copy_pcaps(results, out / "pcaps")
-                print(f"report: {index} ({time.monotonic() - started:.1f} s; one file, opens from disk; "
-                      f"{n} captures in {out / 'pcaps'})")
-            except ReportError as e:
-                if command == "html":
-                    raise
-                print(f"report: {e}", file=sys.stderr)
-                failed = True
-        if (out / "html" / "index.html").exists():
-            ctx.report = "html/index.html"
-            ctx.links = report_links(out / "html", results)
-        for name, (title, builder) in PAGES.items():
+        html_report = command in ("all", "html") or (out / "html" / "index.html").exists()
+        ctx = Context(results, load_catalog(), sources, "html/index.html" if html_report else None)
+        built = []
+        for name, (title, builder) in PAGES.items():       # first: the report carries them
             if command not in ("all", name):
                 continue
             files = builder(ctx)
             for fname, text in files.items():
                 (out / fname).write_text(text)
+            built += [out / f for f in files if f.endswith(".html")]
             print(f"report: {title}: {', '.join(str(out / f) for f in files)} ({len(results)} results, "
                   f"stacks {', '.join(stacks_of(results))})")
+        if command in ("all", "html"):
+            started = time.monotonic()
+            try:
+                index = build_html(dirs, results, out / "html", built)
+                n = copy_pcaps(results, out / "pcaps")
+                print(f"report: {index} ({time.monotonic() - started:.1f} s; one file, opens from disk, with "
+                      f"{', '.join(p.name for p in built) or 'no page'} inside; {n} captures in {out / 'pcaps'})")
+            except ReportError as e:
+                if command == "html":
+                    raise
+                print(f"report: {e}", file=sys.stderr)
+                failed = True
     except ReportError as e:
         print(f"report: {e}", file=sys.stderr)
         return 1

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from .render import TAIL
 
 KEEP = 40              # packets drawn on the page; a case of 200 handshakes shows its first and last few
-LADDER_WIDTH = 118     # characters: the ladder fits the page at 1400 pixels without scrolling
+LADDER_WIDTH = 112     # characters: the ladder fits the page at 1400 pixels without scrolling (12 px JetBrains Mono)
 LISTED = 10            # checks named in a pass's box; all of them are steps under "Test body"
 
 # name -> (colour of the box's edge, its background, the heading)
@@ -89,6 +89,7 @@ class Page:
     diagram: str = ""                    # SVG
     ladder: str = ""
     packets: int = 0                     # of the exchange, to say when the pictures leave some out
+    beside: list = field(default_factory=list)     # files beside the report that show this test
 
 
 def _img(svg: str, alt: str, width: str = "100%") -> str:
@@ -147,6 +148,11 @@ def verdict_box(p: Page) -> str:
 
 def render(p: Page) -> str:
     parts = [verdict_box(p)]
+    if p.beside:
+        parts.append('<p style="color:#64748b;font-size:12px;margin:0 0 8px">Beside this report (python -m '
+                     "harness.report): " + " · ".join(f"<code>{html.escape(b.split(':', 1)[0])}</code>"
+                                                      f"{html.escape(':' + b.split(':', 1)[1]) if ':' in b else ''}"
+                                                      for b in p.beside) + "</p>")
     if p.description:
         parts.append(f"<p>{html.escape(p.description)}</p>")
     for title, picture in p.figures:
@@ -157,5 +163,5 @@ def render(p: Page) -> str:
     if p.diagram:
         parts.append(_img(p.diagram, "sequence diagram"))
     if p.ladder:
-        parts.append(f'<pre style="font-size:11px;line-height:1.35">{html.escape(p.ladder)}</pre>')
+        parts.append(f'<pre style="line-height:1.35">{html.escape(p.ladder)}</pre>')
     return "\n".join(parts)

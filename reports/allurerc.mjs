@@ -20,6 +20,9 @@ export default {
   // elsewhere (--out) keeps its own history
   historyPath: process.env.TCPCONF_REPORT_HISTORY || here("./history/history.jsonl"),
   historyLimit: 100,
+  // the pages harness.report builds beside the report (matrix, claims...):
+  // inside it too, under "Global Attachments" on its start page
+  globalAttachments: (process.env.TCPCONF_REPORT_PAGES || "").split("\n").filter(Boolean),
   // labels allure-pytest adds that say nothing about TCP (host stays: runs
   // of several machines merge)
   // labels the page shows otherwise (epic: the breadcrumbs; family: a
