@@ -636,12 +636,12 @@ def _deviation(item, failure: ConformanceFailure | None, reason: str) -> testpag
         return testpage.Deviation("?", level, case.title if case else cid, [failure.seen] if failure else [],
                                   reason, profile.source, st["stack"])
     key = next((k for k, v in profile.behaviour.items() if v is b), "?")
+    where = b.get("where") or f"{profile.source}, behaviour \"{key}\""
     # what the stack did: the checks of the rule (the documented answer), each kind once, the last few
     did = list({c.what: f"{_short(c.what)}: {c.seen}" for c in steps.checks()
                 if c.requirement == b["rule"] and c.passed}.values())[-4:]
     return testpage.Deviation(b["rule"], testpage.rule_level(b["rule"], level),
-                              b.get("requires") or (case.title if case else cid), did, b["note"],
-                              f"{profile.source}, behaviour \"{key}\"", st["stack"])
+                              b.get("requires") or (case.title if case else cid), did, b["note"], where, st["stack"])
 
 
 def _short(text: str, n: int = 100) -> str:
