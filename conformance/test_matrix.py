@@ -14,8 +14,10 @@ Silence is watched only as long as the stack takes to answer at once (its
 profile's `answer_time`, plus twice the slowest answer seen while the
 connection was built, so a path with delay is waited for); a timer's
 retransmission (of the SUT's SYN, SYN-ACK or FIN) is not an answer, and
-where the stack has a tunable RTO floor it is raised to 2 s, so that no
-retransmission timer runs out while a cell is judged.
+where the stack has a tunable RTO floor it is raised to 2 s, and a tunable
+tail loss probe turned off, so that no retransmission timer runs out while a
+cell is judged (gVisor puts a connection in CLOSING or LAST-ACK back into
+FIN-WAIT-1 whenever it sends its FIN again).
 """
 import pytest
 
@@ -47,7 +49,8 @@ def test_cell(request, cell, variant, stack, peer, profile, rng, tcpconf):
     # one cell of the state x event matrix; its title in the report is its catalog entry's
     overrides = tcpconf["profile"].rules
     app = request.getfixturevalue("app") if cell.state != "CLOSED" else None
-    profile.set_if_tunable("rto_min", RTO_FLOOR)      # no retransmission timer runs out during the cell
+    profile.set_if_tunable("rto_min", RTO_FLOOR)      # no retransmission timer runs out during the cell,
+    profile.set_if_tunable("tail_loss_probe", 0)      # nor a loss probe's (2 SRTT + 200 ms on gVisor)
     conn = Connection(stack, peer, app, overrides, rng)
     try:
         conn.reach(cell.state, variant)
