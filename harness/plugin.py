@@ -264,6 +264,20 @@ def require_privileges(config) -> None:
         f"(sysctl kernel.unprivileged_userns_clone=1 user.max_user_namespaces=1000)")
 
 
+def preflight(config) -> None:
+    """Called by conformance/conftest.py once privileges are settled, in the
+    process that runs the session (not in xdist workers): the stack checks
+    this machine (Stack.preflight); what it found goes into the header, a
+    problem is one line (ERROR: ...) and exit code 4."""
+    st = config.stash.get(STATE, None)
+    if st is None or getattr(config, "workerinput", None) is not None or config.option.collectonly:
+        return
+    try:
+        st["notes"] = st["cls"].preflight(st["options"])
+    except StackError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
     """xdist controller: every worker uses the run's seed."""
@@ -274,7 +288,8 @@ def pytest_report_header(config):
     st = config.stash.get(STATE, None)
     if st:
         return (f"tcpconf: stack {st['stack']}, seed {st['seed']}"
-                + (f", sysctls {st['sysctls']}" if st["sysctls"] else ""))
+                + (f", sysctls {st['sysctls']}" if st["sysctls"] else "")
+                + "".join(f", {note}" for note in st.get("notes", ())))
 
 
 def pytest_sessionstart(session):

@@ -11,6 +11,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from harness.agent import AgentHost, App, StreamTransport
+from harness.l2 import offloads_off
 from harness.netns import Namespace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +44,7 @@ def remote_sut(tmp_path):
             ipr.addr("add", index=idx, address="198.18.0.1", prefixlen=24)
             ipr.addr("add", index=idx, address="2001:2::1", prefixlen=64, flags=0x02)
             ipr.link("set", index=idx, state="up")
-            from harness.stacks.remote import RemoteStack
-            RemoteStack._offloads_off("tc-s")
+            offloads_off("tc-s")
             sock = str(tmp_path / "agent.sock")
             agent = subprocess.Popen([sys.executable, "-m", "harness.agent", "--unix", sock], cwd=ROOT,
                                      stderr=subprocess.PIPE, text=True)

@@ -25,7 +25,7 @@ import socket
 from contextlib import nullcontext
 
 from ..agent import App, AppError, connect_agent
-from ..l2 import LinkError, PacketLink
+from ..l2 import LinkError, PacketLink, offloads_off
 from ..netns import Namespace
 from . import APP, STATE, SYSCTL, Stack, StackError
 
@@ -119,26 +119,12 @@ class RemoteStack(Stack):
         except OSError:
             raise StackError(f"no interface {opts['iface']!r}"
                              + (f" in namespace {opts['netns']}" if opts.get("netns") else "")) from None
-        self._offloads_off(opts["iface"])
+        offloads_off(opts["iface"])
         from pyroute2 import IPRoute
         with IPRoute() as ipr:
             self.mtu = ipr.get_links(ipr.link_lookup(ifname=opts["iface"])[0])[0].get_attr("IFLA_MTU")
         self.link = PacketLink(self.trace, opts["iface"], opts.get("mac", TESTER_MAC),
                                {self.family: self.peer_addr}, self.sut_addr)
-
-    @staticmethod
-    def _offloads_off(iface: str) -> None:
-        from pyroute2 import Ethtool
-        try:
-            with Ethtool() as et:
-                feats = et.get_features(iface)
-                for name in ("rx-gro", "tx-generic-segmentation", "tx-tcp-segmentation", "tx-tcp6-segmentation",
-                             "tx-checksum-ip-generic", "tx-checksum-ipv4", "tx-checksum-ipv6"):
-                    if name in feats.features and feats.features[name].enable:
-                        feats.features[name].enable = False
-                et.set_features(iface, feats)
-        except Exception:
-            pass                              # not every driver has every feature
 
     # --- capabilities through the agent -------------------------------------------------------
     def sysctl(self, key: str) -> str:
