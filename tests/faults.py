@@ -34,8 +34,10 @@ class Fault:
     """Acts on the `nth` segment from the SUT whose SYN/ACK/FIN/RST bits are
     exactly `flags`: "drop" it, add `offset` to its "seq" or "ack" field,
     "delay" its timestamp by `offset` seconds, "strip" its TCP option named
-    `option` (Scapy's name: "WScale", "Timestamp"...) or "set" that option
-    to `value` (added if the segment lacks it)."""
+    `option` (Scapy's name: "WScale", "Timestamp"...), "set" that option
+    to `value` (added if the segment lacks it), or add `offset` to its
+    "chksum" (the segment otherwise intact: a wrong checksum as a real
+    device would deliver it)."""
 
     flags: str
     nth: int
@@ -56,6 +58,10 @@ class Fault:
             return None
         if self.action == "delay":
             return raw, t + self.offset
+        if self.action == "chksum":
+            pkt = seg.pkt.copy()
+            pkt[TCP].chksum = (seg.tcp.chksum + int(self.offset)) % (1 << 16)
+            return bytes(pkt), t
         pkt = seg.pkt.copy()
         tcp = pkt[TCP]
         if self.action in ("strip", "set"):

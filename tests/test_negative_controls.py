@@ -25,6 +25,8 @@ CONTROLS = [
      Fault("R", nth=1, action="drop"), "RFC9293/3.10.7.2"),
     ("test_handshake.py::test_data_on_third_ack_is_delivered",
      Fault("A", nth=1, action="ack", offset=-1), "RFC9293/3.10.7.4"),
+    ("test_handshake.py::test_data_on_third_ack_is_delivered",
+     Fault("SA", nth=1, action="chksum", offset=1), "RFC9293/MUST-2"),
     ("test_teardown.py::test_fin_retransmitted_into_time_wait",
      Fault("A", nth=3, action="drop"), "RFC9293/3.10.7.4"),
     ("test_teardown.py::test_fin_retransmitted_into_time_wait",

@@ -65,6 +65,30 @@ def test_segment_detects_bad_checksum():
     assert not Segment.parse(bytes(pkt), 0.0, "sut").checksum_ok
 
 
+@pytest.mark.parametrize("src, dst", [(PEER, SUT), ("2001:2::2", "2001:2::1")])
+def test_a_checksum_left_to_the_hardware_is_finished_as_the_hardware_would(src, dst):
+    """CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum; the
+    finished segment verifies. A wrong pseudo-header sum stays wrong."""
+    from scapy.utils import checksum
+    from harness.l2 import finish_checksum
+    pkt = (IP(src=src, dst=dst) if ":" not in src else IPv6(src=src, dst=dst)) / TCP(sport=1, dport=2, flags="S") / b"abc"
+    whole = bytes(pkt)
+    ip_len = 20 if ":" not in src else 40
+    tcp_len = len(whole) - ip_len
+    if ":" not in src:
+        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + bytes([0, 6]) + tcp_len.to_bytes(2, "big")
+    else:
+        pseudo = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+                  + tcp_len.to_bytes(4, "big") + bytes([0, 0, 0, 6]))
+    partial = (~checksum(pseudo)) & 0xFFFF                # the folded sum, not its complement
+    at = ip_len + 16
+    unfinished = whole[:at] + partial.to_bytes(2, "big") + whole[at + 2:]
+    assert not Segment.parse(unfinished, 0.0, "sut").checksum_ok
+    assert finish_checksum(unfinished) == whole
+    wrong = whole[:at] + ((partial + 1) & 0xFFFF).to_bytes(2, "big") + whole[at + 2:]
+    assert not Segment.parse(finish_checksum(wrong), 0.0, "sut").checksum_ok
+
+
 def test_segment_trims_ethernet_padding():
     raw = tcp(flags="A") + b"\0" * 6           # a 60-byte frame's padding
     seg = Segment.parse(raw, 0.0, "sut")
