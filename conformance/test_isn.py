@@ -10,7 +10,7 @@ from math import comb
 
 import pytest
 
-from harness.peer import Peer
+from harness.peer import ANSWER_WITHIN, Peer
 from harness.segment import MOD, seq_diff
 from harness.verdict import require
 
@@ -32,11 +32,10 @@ def _handshake(stack, peer, rng) -> tuple:
     synack = peer.expect("SA", ack=peer.iss + 1, requirement="RFC9293/3.10.7.2",
                          what="LISTEN: a SYN draws <SEQ=ISS><ACK=SEG.SEQ+1><CTL=SYN,ACK>")
     peer.send("R", seq=peer.iss + 1)
-    if "state" in stack.capabilities:
-        state = stack.state_of(peer.sut_port, peer.port)
-        require(state is None, "RFC9293/3.10.7.4",
+    if "state" in stack.capabilities and stack.wait_for_state(peer.sut_port, peer.port, None, ANSWER_WITHIN) is None:
+        require(False, "RFC9293/3.10.7.4",
                 "a RST at RCV.NXT in a passive SYN-RECEIVED removes the connection: the 4-tuple is free again",
-                "no connection (listener in LISTEN)", state)
+                "no connection (listener in LISTEN)", stack.state_of(peer.sut_port, peer.port))
     return syn.t, synack.seq
 
 

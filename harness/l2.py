@@ -218,6 +218,7 @@ class PacketLink(Link):
                      ICMPv6ND_NS(tgt=self.sut_addr) / ICMPv6NDOptSrcLLAddr(lladdr=self.mac))
 
     def close(self) -> None:
+        super().close()
         from .netns import closer
         closer.submit(self.sock.close)             # packet_release waits for an RCU grace period
 

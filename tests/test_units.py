@@ -2,6 +2,7 @@
 timing tolerance, catalog and profile validation. No root, no sockets."""
 import random
 import socket
+import subprocess
 import time
 
 import pytest
@@ -379,11 +380,27 @@ def test_apt_install_checks_what_is_installed_and_says_what_to_run(monkeypatch):
     assert setup.package_version("dpkg")                       # installed: a version
     assert setup.package_version("tcpconf-no-such-package") is None
     setup.apt_install(["dpkg"], "nothing")                     # all there: nothing to do, no apt-get
-    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)          # a user without root ...
+    monkeypatch.setattr(setup.shutil, "which", lambda name: None if name == "sudo" else "/usr/bin/" + name)
+    assert setup.as_root(["apt-get", "update"]) is None                 # ... and without sudo
     with pytest.raises(setup.SetupError) as e:
         setup.apt_install(["dpkg", "tcpconf-no-such-package"], "the test")
     assert str(e.value) == ("the test needs Debian's tcpconf-no-such-package: "
-                            "as root, apt-get install tcpconf-no-such-package")
+                            "as root (or with sudo), apt-get install tcpconf-no-such-package")
+
+
+def test_a_user_with_passwordless_sudo_installs_through_it(monkeypatch):
+    from harness import setup
+    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(setup.shutil, "which", lambda name: "/usr/bin/" + name)
+    asked = []
+
+    def run(cmd, **kw):
+        asked.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(setup.subprocess, "run", run)
+    assert setup.as_root(["apt-get", "update"]) == ["sudo", "-n", "apt-get", "update"]
+    assert asked == [["sudo", "-n", "true"]]
 
 
 def test_an_agent_of_another_protocol_version_is_refused():
