@@ -79,7 +79,7 @@ def linux_verdicts(tmp_path_factory):
     """The quick suite's verdicts against `--stack linux`, once for the module."""
     junit = tmp_path_factory.mktemp("linux") / "linux.xml"
     subprocess.run([*QUICK, "-q", "-n", "4", f"--junitxml={junit}"], cwd=ROOT, capture_output=True, text=True,
-                   timeout=300)
+                   timeout=900)
     verdicts = _verdicts(junit)
     assert verdicts
     return verdicts
@@ -89,7 +89,7 @@ def test_remote_linux_namespace_gives_the_linux_verdicts(remote_sut, linux_verdi
     """Both families; the SUT's veth has its offloads off."""
     remote = subprocess.run([*QUICK, *remote_sut, f"--junitxml={tmp_path}/remote.xml",
                              f"--alluredir={tmp_path}/remote-results"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=900)
     assert remote.returncode == 0, remote.stdout[-3000:]
     assert _verdicts(tmp_path / "remote.xml") == linux_verdicts
     # in a merged matrix the remote host is its own column: the kind and the profile it is judged by
@@ -103,7 +103,7 @@ def test_a_sut_side_with_offloads_on_is_one_line_up_front(remote_sut):
     """The veth's default: checksums and segmentation left to a NIC it does
     not have. The run stops before any case, saying what to switch off,
     rather than failing every case on RFC 9293 MUST-2."""
-    r = subprocess.run([*QUICK, *remote_sut], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([*QUICK, *remote_sut], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 4, r.stdout[-3000:]
     errors = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(errors) == 1 and "ethtool -K IFACE tx off" in errors[0] and "tc-t" in errors[0], errors
