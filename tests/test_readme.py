@@ -16,7 +16,6 @@ from pyroute2 import IPRoute
 from readme import ROOT, SMOKE, ci_command, commands, fresh_clone, run_readme, start_readme
 
 pytestmark = pytest.mark.root
-FRESH = pytest.mark.xdist_group("fresh-clone")     # one fresh clone at a time (with the workflow's)
 SMOKE_ENV = {"PYTEST_ADDOPTS": SMOKE}
 
 
@@ -65,7 +64,6 @@ def _ok(r, what: str):
     assert "4 passed" in r.stdout, r.stdout[-2500:]
 
 
-@FRESH
 def test_the_suite_and_its_report(tmp_path):
     clone = fresh_clone(tmp_path)
     r = run_readme("python3 -m harness.setup --report && .venv/bin/pytest conformance/ -n 12 "
@@ -76,13 +74,11 @@ def test_the_suite_and_its_report(tmp_path):
         assert (clone / "reports" / page).is_file(), page
 
 
-@FRESH
 def test_lwip(tmp_path):
     _ok(run_readme("python3 -m harness.setup --stack lwip && .venv/bin/pytest conformance/ --stack lwip -n 4",
                    fresh_clone(tmp_path), SMOKE_ENV), "lwIP")
 
 
-@FRESH
 def test_gvisor(tmp_path):
     _ok(run_readme("python3 -m harness.setup --stack gvisor && .venv/bin/pytest conformance/ --stack gvisor -n 4",
                    fresh_clone(tmp_path), SMOKE_ENV), "gVisor")
@@ -105,7 +101,6 @@ def _write(key, value):
         f.write(str(value))
 
 
-@FRESH
 def test_a_remote_host(tmp_path):
     """The README's two hosts: the SUT namespace holds 198.18.0.1 and
     2001:2::1 (offloads off, as the README asks) and runs the agent; the
