@@ -64,13 +64,11 @@ def fresh_clone(where: Path) -> Path:
 def _popen_args(command: str, clone: Path, env: dict | None, netns: str | None) -> dict:
     if command not in commands():
         raise AssertionError(f"not a README command, word for word: {command!r}")
-    preexec = None
-    if netns is not None:
-        def preexec():
-            from pyroute2 import netns as p2
-            p2.setns(netns)
+    def preexec():
+        from pyroute2 import netns as p2
+        p2.setns(netns)
     return {"args": ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", command], "cwd": clone,
-            "env": {**os.environ, **(env or {})}, "preexec_fn": preexec, "text": True}
+            "env": {**os.environ, **(env or {})}, "preexec_fn": preexec if netns else None, "text": True}
 
 
 def run_readme(command: str, clone: Path, env: dict | None = None, netns: str | None = None,

@@ -4,11 +4,6 @@ narrowed to four smoke cases through PYTEST_ADDOPTS; the commands are not
 changed. A README command that no test runs fails
 `test_every_readme_command_is_run_by_a_test`."""
 import ast
-import json
-import socket
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute

@@ -146,7 +146,6 @@ def test_the_link_finishes_only_the_checksums_left_to_the_hardware():
     device delivers) is traced as it came, and the Peer fails it on RFC 9293
     MUST-2: the negative control of the checksum check."""
     import socket
-    import time
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
     from harness.l2 import PacketLink
