@@ -178,19 +178,53 @@ def test_ctrl_c_in_the_middle_leaves_no_namespace():
     assert "Traceback" not in out.split("KeyboardInterrupt")[0]
 
 
+def _suite_frame(frame: bytes) -> bool:
+    """The frame carries a suite address in an IP, IPv6 or ARP header, or in
+    the packet an ICMP error quotes (payload bytes that merely look like one,
+    in the machine's own HTTPS downloads, do not count)."""
+    import ipaddress
+    from scapy.layers.inet import IP, IPerror
+    from scapy.layers.inet6 import IPerror6, IPv6
+    from scapy.layers.l2 import ARP, Ether
+    suite = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:2::/48"))
+    pkt = Ether(frame)
+    addresses = []
+    for layer, fields in ((IP, ("src", "dst")), (IPerror, ("src", "dst")), (IPv6, ("src", "dst")),
+                          (IPerror6, ("src", "dst")), (ARP, ("psrc", "pdst"))):
+        if layer in pkt:
+            addresses += [getattr(pkt[layer], f) for f in fields]
+    for a in addresses:
+        try:
+            if any(ipaddress.ip_address(a) in n for n in suite):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 def _capture_host(stop, found):
     """Every frame on every interface of the host's namespace that carries a
     suite address."""
     import select as sel
     from scapy.layers.l2 import Ether
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-    suite = (bytes([198, 18]), bytes([198, 19]), bytes.fromhex("20010002"))
     while not stop.is_set():
         if sel.select([s], [], [], 0.1)[0]:
             frame = s.recv(65536)
-            if any(p in frame for p in suite):
+            if _suite_frame(frame):
                 found.append(Ether(frame).summary())
     s.close()
+
+
+def test_a_suite_address_is_found_in_headers_not_in_payload():
+    from scapy.layers.inet import ICMP, IP, TCP
+    from scapy.layers.l2 import ARP, Ether
+    assert _suite_frame(bytes(Ether() / IP(src="192.0.2.2", dst="198.19.0.1") / TCP()))
+    assert _suite_frame(bytes(Ether() / ARP(psrc="198.18.0.2", pdst="198.18.0.1")))
+    assert _suite_frame(bytes(Ether() / IP(src="192.0.2.2", dst="192.0.2.3") / ICMP(type=3) /
+                              IP(src="198.18.0.1", dst="192.0.2.2") / TCP()))
+    assert not _suite_frame(bytes(Ether() / IP(src="203.0.113.80", dst="192.0.2.2") / TCP() /
+                                  (bytes([198, 18, 0, 1]) + bytes.fromhex("20010002"))))
 
 
 def test_nothing_the_suite_sends_appears_on_the_host_interfaces():
