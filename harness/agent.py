@@ -146,6 +146,13 @@ MSG_FLAGS = {"MSG_OOB": ("send", "recv"), "MSG_PEEK": ("recv",), "MSG_TRUNC": ("
              "MSG_MORE": ("send",), "MSG_EOR": ("send",), "MSG_NOSIGNAL": ("send",)}
 
 
+def _timeval(seconds: float) -> bytes:
+    """A struct timeval; a positive time never rounds to 0 (no timeout at all)."""
+    whole = int(seconds)
+    usec = int((seconds - whole) * 1e6)
+    return struct.pack("ll", whole, max(usec, 1) if seconds > 0 and not whole else usec)
+
+
 def msg_flags(names, op: str) -> int:
     """The flag bits of a send or recv request's `flags` names."""
     bits = 0
@@ -290,20 +297,29 @@ class SocketHost:
         return {"id": self._add(s)}
 
     def op_send(self, id, data, timeout=1.0, flags=None):
+        """Send all of `data`, blocking as a blocking socket does (in the
+        kernel, SO_SNDTIMEO = timeout: the writer wakes when the stack frees
+        send memory, which poll's writability does not show) at most
+        `timeout` seconds; {"sent": octets taken}. timeout 0: what fits now."""
         s = self._sock(id)
         buf = base64.b64decode(data)
         how = msg_flags(flags, "send")
         sent = 0
         deadline = time.monotonic() + float(timeout)
-        while sent < len(buf):
-            try:
-                sent += s.send(buf[sent:], how)
-                continue
-            except BlockingIOError:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([], [s], [], left)[1]:
-                break
+        try:
+            while sent < len(buf):
+                left = deadline - time.monotonic()
+                s.setblocking(left > 0)
+                if left > 0:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(left))
+                try:
+                    sent += s.send(buf[sent:], how)
+                except BlockingIOError:
+                    break
+        finally:
+            if float(timeout) > 0:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(0))
+            s.setblocking(False)
         return {"sent": sent}
 
     def op_recv(self, id, max=65536, timeout=1.0, flags=None):

@@ -151,13 +151,13 @@ class PktItem(pytest.Function):
     shows it (the line, what it expected, what came) with the script around
     it, not as a traceback into the interpreter."""
 
-    def repr_failure(self, excinfo, style=None):
+    def repr_failure(self, excinfo):
         e = excinfo.value
         if isinstance(e, ConformanceFailure):
             line = getattr(e, "line", None)
             text = self.pkt["path"].read_text()
             return f"{e.kind}: {e}\n\n" + (marked(text, line, around=4) if line else "")
-        return super().repr_failure(excinfo, style)
+        return super().repr_failure(excinfo)
 
     def reportinfo(self):
         return self.path, None, f"{self.pkt['case']} [{self.pkt['family']}]"
@@ -213,6 +213,13 @@ def marked(text: str, line: int | None, around: int | None = None) -> str:
     return "\n".join(f"{'>>' if n == line else '  '} {n:>{width}} | {rows[n - 1]}" for n in range(lo, hi + 1))
 
 
+def skip(reason: str):
+    """Skip reported at the script (not at this file's line)."""
+    e = pytest.skip.Exception(reason)
+    e._use_item_location = True
+    raise e
+
+
 def run_item(request) -> None:
     item = request.node
     p = item.pkt
@@ -227,13 +234,13 @@ def run_item(request) -> None:
             e = p["error"]
             line = e.line
             if isinstance(e, Unsupported):
-                pytest.skip(f"{p['path'].name}:{e.line}: unsupported: {e.construct}")
+                skip(f"{p['path'].name}:{e.line}: {e.construct}")
             pytest.fail(f"{p['path'].name}:{e.line}: {e.reason}", pytrace=False)
         line = _execute(request, item, p, tc)
     except Unsupported as e:
         line = e.line
         item.pkt_line = line
-        pytest.skip(f"{p['path'].name}:{e.line}: {e.construct}" if e.line else f"{p['path'].name}: {e.construct}")
+        skip(f"{p['path'].name}:{e.line}: {e.construct}" if e.line else f"{p['path'].name}: {e.construct}")
     except ScriptFailure as e:
         line = e.line
         raise
@@ -264,10 +271,10 @@ def _execute(request, item, p: dict, tc: dict) -> int | None:
     sysctls = dict(tc["sysctls"])
     st = cls(StackConfig(family, trace, sysctls, tc["options"]))
     if family not in st.families:
-        pytest.skip(f"stack {st.name} has no {family}")
+        skip(f"stack {st.name} has no {family}")
     missing = sorted(({APP} | ({SYSCTL} if sysctls else set())) - set(st.capabilities))
     if missing:
-        pytest.skip(f"stack {st.name} lacks capability {', '.join(missing)} (scripts make system calls)")
+        skip(f"stack {st.name} lacks capability {', '.join(missing)} (scripts make system calls)")
     item.stash[TRACE] = trace
     try:
         st.start()
@@ -277,7 +284,9 @@ def _execute(request, item, p: dict, tc: dict) -> int | None:
     try:
         rng = random.Random(zlib.crc32(f"{tc['seed']}:{item.nodeid}".encode()))
         granularity = tc["profile"].values.get("timer_granularity", {}).get("value", 0.0)
+        floor = (request.config.getoption("tolerance_ms") / 1000, request.config.getoption("tolerance_pct") / 100)
         runner = Runner(p["script"], st, p["config"], path=p["path"].name, rng=rng, granularity=float(granularity),
+                        floor=floor,
                         commands=request.config.getoption("pkt_commands"), set_tunable=tunables(st, tc),
                         script_dir=str(p["path"].parent))
         item.pkt_runner = runner

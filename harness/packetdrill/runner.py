@@ -46,6 +46,7 @@ import re
 import shlex
 import struct
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -64,7 +65,6 @@ from .packets import MOD, Flow, Live, PacketError, aggregate, continues, inbound
 from .symbols import (EPOLL_FLAGS, ERRNO, ERRNO_NAME, MSG_FLAGS, OPTION_NAME, POLL_EVENTS, SYMBOLS, names_of)
 
 SPIN = 0.0002                  # the last stretch before an event's time is spun, not slept
-BLOCKED_AFTER = 0.002          # a `...` call still running this long after it started counts as blocked
 O_RDWR, O_NONBLOCK = 0x2, 0o4000
 FD_CALLS = ("socket", "accept", "open", "epoll_create")
 
@@ -306,7 +306,8 @@ class Runner:
     """Runs one script once, for one family, against a started Stack."""
 
     def __init__(self, script: ast.Script, stack, config: Config, *, path: str, rng, granularity: float = 0.0,
-                 commands: str = "sysctl", set_tunable=None, script_dir: str | None = None):
+                 floor: tuple = (0.0, 0.0), commands: str = "sysctl", set_tunable=None,
+                 script_dir: str | None = None):
         self.script = script
         self.stack = stack
         self.app = stack.app
@@ -316,7 +317,10 @@ class Runner:
         self.config = config
         self.path = path
         self.rng = rng
-        self.tolerance = Tolerance(config.tolerance_usecs / 1e6, config.tolerance_percent / 100, granularity)
+        # packetdrill's rule, max(--tolerance_usecs, --tolerance_percent of the interval), with the
+        # suite's --tolerance-ms/--tolerance-pct as floors (README, "packetdrill scripts")
+        self.tolerance = Tolerance(max(config.tolerance_usecs / 1e6, floor[0]),
+                                   max(config.tolerance_percent / 100, floor[1]), granularity)
         self.commands = commands
         self.set_tunable = set_tunable
         self.script_dir = script_dir
@@ -331,7 +335,11 @@ class Runner:
         self.notes: list[str] = []         # what the report should say (tester lateness, ignored commands)
         self.clock: Clock | None = None
         self.current: ast.Event | None = None
-        self.settle = config.tolerance_usecs / 1e6
+        self.settle = self.tolerance.absolute     # how long a call that must not block waits for the SUT
+        self._blocking_pending = False            # the blocking thread's next agent call is the one that blocks
+        self._blocking_returned: float | None = None
+        self._blocked = threading.Event()
+        self._switch = sys.getswitchinterval()
 
     # --- outcome helpers ---------------------------------------------------------------------------
     def fail(self, ev: ast.Event, what: str, expected: str, seen: str):
@@ -357,6 +365,7 @@ class Runner:
         finally:
             if self.blocking is not None:
                 self.blocking.done.wait(5.0)
+            sys.setswitchinterval(self._switch)
         self.run_code()
         if self.script.cleanup is not None and self.script.init is not None:
             self.command(self.script.cleanup, None, cleanup=True)
@@ -492,13 +501,20 @@ class Runner:
             return self.app.call(op, **args)
 
     def call(self, ev, op: str, **args):
-        """An agent request for a system call: (reply, None) or (None, errno name)."""
+        """An agent request for a system call: (reply, None) or (None, errno name).
+        The blocking thread's call that waits notes when it came back: the
+        time the system call returned."""
+        waits = self._blocking_pending and threading.current_thread() is not threading.main_thread()
         try:
             return self._call(op, **args), None
         except AppError as e:
             if e.error in ("ETIMEDOUT", "ECONNRESET") and "agent" in e.message:
                 raise                                   # the agent itself is gone: a harness error
             return None, e.error
+        finally:
+            if waits:
+                self._blocking_returned = time.monotonic()
+                self._blocking_pending = False
 
     # --- packets in ------------------------------------------------------------------------------------
     def new_conn(self, passive: bool, port: int, sut_port: int | None) -> Conn:
@@ -713,19 +729,28 @@ class Runner:
         lo, hi, interval, _ = self.clock.window(t_end)
         interval = max(0.0, sc.end - (ev.time.start if ev.time.kind != ast.ANY else 0.0))
         b = Blocking(ev, None, started, (lo, hi, interval))
+        self._blocked = threading.Event()
+        self._blocking_returned = None
 
         def body():
             try:
                 result, err = self.perform(ev, sc, blocking=True, until=hi + self.clock.allowed(interval) + 2.0)
-                b.outcome.append((result, err, time.monotonic()))
+                b.outcome.append((result, err, self._blocking_returned or time.monotonic()))
             except BaseException as e:             # reported on the main thread
                 b.outcome.append(e)
             finally:
                 b.done.set()
+                self._blocked.set()
         b.thread = threading.Thread(target=body, name=f"pkt-blocking-{ev.line}", daemon=True)
         self.blocking = b
+        # The thread wakes when the SUT answers; with the default 5 ms GIL
+        # switch interval it could wait that long behind the main thread.
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.0002)
         b.thread.start()
-        b.done.wait(BLOCKED_AFTER)
+        # go on once the call is blocked in the agent (or done): the events
+        # that follow are what unblocks it
+        self._blocked.wait(5.0)
 
     def finish_blocking(self, final: bool = False) -> None:
         b = self.blocking
@@ -740,6 +765,7 @@ class Runner:
                 self.fail(b.event, "exiting while a blocking system call is in progress", b.event.action.text(),
                           "the call has not returned")
         self.blocking = None
+        sys.setswitchinterval(self._switch)
         out = b.outcome[0]
         if isinstance(out, BaseException):
             raise out
@@ -775,9 +801,11 @@ class Runner:
             self.fail(ev, f"unable to find fd with script fd {n}", "an open script fd", str(n))
         return self.fds[n]
 
-    def new_fd(self, ev, sc: ast.Syscall, **kw) -> Fd:
+    def new_fd(self, ev, sc: ast.Syscall, replace: bool = False, **kw) -> Fd:
+        """The script fd an fd-creating call's result names (accept may
+        name one still open, as in packetdrill: the new one replaces it)."""
         n = self.eval(sc.result, ev)
-        if n in self.fds:
+        if n in self.fds and not replace:
             self.fail(ev, f"duplicate fd {n} in script", "a script fd not in use", str(n))
         f = Fd(n, family=self.family, **kw)
         if n >= 0:
@@ -799,6 +827,8 @@ class Runner:
         non-blocking one the settle time (the SUT takes in what we injected);
         a blocking call written without `...` the same (it must not block)."""
         if blocking and until is not None and not (f is not None and f.nonblocking) and not nonblock_flag:
+            self._blocking_pending = True
+            self._blocked.set()
             return max(0.0, until - time.monotonic())
         return self.settle
 
@@ -822,6 +852,7 @@ class Runner:
         f = self.new_fd(ev, sc, nonblocking=bool(stype & O_NONBLOCK))
         f.family = family
         self.sut_listening = False
+        self.conn = None                    # the new socket is the socket under test
         return (f.num if f.num >= 0 else 3), None
 
     def sys_bind(self, ev, sc, args, blocking, until):
@@ -853,7 +884,7 @@ class Runner:
         if err:
             return -1, err
         peer_port = reply.get("peer", [None, None])[1]
-        child = self.new_fd(ev, sc)
+        child = self.new_fd(ev, sc, replace=True)
         child.id = reply["id"]
         conn = next((c for c in self.conns if c.passive and not c.accepted and c.peer.port == peer_port), None)
         if conn is None:
@@ -928,6 +959,8 @@ class Runner:
             return 0, None
         for other in self.fds.values():
             other.interest.pop(f.num, None)
+        if f.conn is not None and f.conn.fd is f:
+            f.conn.fd = None
         if f.id is not None:
             reply, err = self.call(ev, "close", id=f.id)
             if err:
@@ -974,6 +1007,8 @@ class Runner:
         return len(base64.b64decode(reply["data"])), None
 
     def sys_write(self, ev, sc, args, blocking, until):
+        if isinstance(args[1], ast.Int) and args[1].value == 0:
+            self.unsupported("write() from a NULL buffer (EFAULT)", ev)
         return self.send(ev, self.fd(ev, args[0]), self.eval(args[2], ev), [], False, blocking, until)
 
     def sys_send(self, ev, sc, args, blocking, until):
@@ -1355,7 +1390,7 @@ class Runner:
             if missing:
                 self.unsupported(f"{', '.join(missing)} in %{{ }}% code (the {self.stack.name} agent's TCP_INFO "
                                  f"does not report it)", ev)
-            source = "\n".join(line for line in code.text_.split("\n"))
+            source = code.text_ + "\n"          # as the file packetdrill writes: a trailing `\` joins an empty line
             try:
                 exec(compile(source, f"{self.path}:{ev.line}", "exec"), env)
             except AssertionError as e:
