@@ -254,6 +254,16 @@ class Clock:
         return live - self.t0
 
 
+def runqueue_wait() -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU
+    (/proc/thread-self/schedstat), or 0 where the kernel does not say."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def wait_until(when: float) -> None:
     """Sleep until shortly before `when`, then spin (packetdrill's wait_for_event)."""
     while True:
@@ -505,6 +515,7 @@ class Runner:
         The blocking thread's call that waits notes when it came back: the
         time the system call returned."""
         waits = self._blocking_pending and threading.current_thread() is not threading.main_thread()
+        queued = runqueue_wait() if waits else 0.0
         try:
             return self._call(op, **args), None
         except AppError as e:
@@ -513,7 +524,9 @@ class Runner:
             return None, e.error
         finally:
             if waits:
-                self._blocking_returned = time.monotonic()
+                # when the call came back, less the time this thread then waited
+                # for a CPU (a busy machine's, not the SUT's)
+                self._blocking_returned = time.monotonic() - max(0.0, runqueue_wait() - queued)
                 self._blocking_pending = False
 
     # --- packets in ------------------------------------------------------------------------------------
@@ -827,10 +840,15 @@ class Runner:
         non-blocking one the settle time (the SUT takes in what we injected);
         a blocking call written without `...` the same (it must not block)."""
         if blocking and until is not None and not (f is not None and f.nonblocking) and not nonblock_flag:
-            self._blocking_pending = True
-            self._blocked.set()
+            self.blocks_now()
             return max(0.0, until - time.monotonic())
         return self.settle
+
+    def blocks_now(self) -> None:
+        """The blocking thread's next agent call is the one that blocks: the
+        main thread may go on."""
+        self._blocking_pending = True
+        self._blocked.set()
 
     # socket, bind, listen, accept, connect -----------------------------------------------------------
     def sys_socket(self, ev, sc, args, blocking, until):
@@ -1191,6 +1209,7 @@ class Runner:
             entries.append([f.id, self.event_names(self.eval(item.get("events"), ev))])
             wants.append(self.eval(item.get("revents"), ev))
         if blocking and until is not None:
+            self.blocks_now()
             wait = max(0.0, until - time.monotonic()) if timeout_ms < 0 else min(timeout_ms / 1000,
                                                                                   max(0.0, until - time.monotonic()))
         else:
@@ -1254,6 +1273,7 @@ class Runner:
         order = [n for n in ep.interest if n in self.fds and self.fds[n].id is not None]
         entries = [[self.fds[n].id, self.event_names(ep.interest[n][0] & 0xFFFF)] for n in order]
         if blocking and until is not None:
+            self.blocks_now()
             wait = max(0.0, until - time.monotonic()) if timeout_ms < 0 else min(timeout_ms / 1000,
                                                                                   max(0.0, until - time.monotonic()))
         else:
