@@ -160,7 +160,9 @@ class PktItem(pytest.Function):
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
-        return self.path, None, f"{self.pkt['case']} [{self.pkt['family']}]"
+        """The script, at the line the run ended on (a skip is shown there)."""
+        line = getattr(self, "pkt_line", None)
+        return self.path, (line - 1 if line else 0), f"{self.pkt['case']} [{self.pkt['family']}]"
 
 
 def _run(request):
@@ -234,13 +236,14 @@ def run_item(request) -> None:
             e = p["error"]
             line = e.line
             if isinstance(e, Unsupported):
-                skip(f"{p['path'].name}:{e.line}: {e.construct}")
+                item.pkt_line = e.line
+                skip(e.construct)
             pytest.fail(f"{p['path'].name}:{e.line}: {e.reason}", pytrace=False)
         line = _execute(request, item, p, tc)
     except Unsupported as e:
         line = e.line
         item.pkt_line = line
-        skip(f"{p['path'].name}:{e.line}: {e.construct}" if e.line else f"{p['path'].name}: {e.construct}")
+        skip(e.construct)
     except ScriptFailure as e:
         line = e.line
         raise

@@ -417,6 +417,8 @@ class Runner:
             self.unsupported("--ip_version=ipv4-mapped-ipv6 (IPv4-mapped IPv6 sockets)")
         if self.config.mtu is not None and self.stack.mtu and self.config.mtu != self.stack.mtu:
             self.unsupported(f"--mtu={self.config.mtu} (the stack's link has MTU {self.stack.mtu})")
+        if self.script.init is not None:
+            self.check_command(self.script.init, None)
         for ev in self.script.events:
             a = ev.action
             if isinstance(a, ast.UdpPacket):
@@ -434,8 +436,6 @@ class Runner:
                 self.check_command(a, ev)
             if isinstance(a, ast.Syscall):
                 self.check_syscall(ev, a, ops, options, flags)
-        if self.script.init is not None:
-            self.check_command(self.script.init, None)
 
     def check_syscall(self, ev, a: ast.Syscall, ops: set, options: set, flags: set) -> None:
         if a.name not in SYSCALLS:
@@ -521,6 +521,9 @@ class Runner:
         except AppError as e:
             if e.error in ("ETIMEDOUT", "ECONNRESET") and "agent" in e.message:
                 raise                                   # the agent itself is gone: a harness error
+            if e.error == "EOPNOTSUPP" and getattr(ev.action, "errno", None) != "EOPNOTSUPP":
+                # what the stack's agent cannot do, unless the script expects that very error
+                raise Unsupported(f"{getattr(ev.action, 'name', op)}(): {e.message}", ev.line) from None
             return None, e.error
         finally:
             if waits:
