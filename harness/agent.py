@@ -59,16 +59,26 @@ and "message" (one line for a human).
         (where the stack can report TCP state; RFC 9293 state names, e.g. "SYN-RECEIVED")
   {"op":"sysctl","name":"net.ipv4.tcp_synack_retries","value":V|null} -> {"value":OLD}
         (agents on hosts with tunables; sets it when value is given)
+  {"op":"poll","fds":[[C,["POLLIN","POLLOUT"]],..],"timeout":T} -> {"revents":[["POLLOUT"],..]}
+        (poll(2) over the agent's sockets; event names as Linux spells them)
+  {"op":"ioctl","id":C,"name":"SIOCINQ"|"SIOCOUTQ"|"SIOCOUTQNSD"} -> {"value":N}
+        (octets readable; not yet acknowledged; not yet sent)
   {"op":"bye"}                                     -> {} and the agent closes every socket of this session
+
+send and recv take "flags": message flags by name (MSG_PEEK, MSG_MORE,
+MSG_OOB...); hello's "flags" lists the ones an agent knows. hello's "ops",
+"options" and "flags" say what an agent offers: a client asks before it
+relies on an operation, and an agent answers EOPNOTSUPP for what it lacks.
 
 Option names: SO_REUSEADDR SO_KEEPALIVE SO_RCVBUF SO_SNDBUF SO_LINGER ([on, secs])
 TCP_NODELAY TCP_MAXSEG TCP_KEEPIDLE TCP_KEEPINTVL TCP_KEEPCNT TCP_SYNCNT
 TCP_LINGER2 TCP_DEFER_ACCEPT TCP_WINDOW_CLAMP TCP_USER_TIMEOUT TCP_QUICKACK
 TCP_FASTOPEN TCP_CONGESTION (string), and TCP_INFO, read-only: an object with
-the SUT's own view of the connection (state, rto, ato, rtt, rttvar in
-microseconds, retransmits, backoff, snd_mss, rcv_mss, unacked), which cases
-use where a timer follows the SUT's RTT. An agent answers EOPNOTSUPP for the
-ones its stack lacks.
+the SUT's own view of the connection (struct tcp_info's fields without the
+tcpi_ prefix: state as its RFC 9293 name, rto, ato, rtt, rttvar in
+microseconds, retransmits, backoff, snd_mss, rcv_mss, unacked, snd_cwnd...),
+which cases use where a timer follows the SUT's RTT and packetdrill's %{ }%
+blocks read. An agent answers EOPNOTSUPP for the ones its stack lacks.
 """
 
 SOL_TCP = socket.IPPROTO_TCP
@@ -135,6 +145,14 @@ def decode_tcp_info(raw: bytes) -> dict:
     return out
 
 FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+
+# More Linux integer options, for packetdrill scripts (harness/packetdrill):
+# what the public corpora set most after the protocol's own.
+OPTIONS.update({name: (level, num, "int") for name, level, num in (
+    ("TCP_CORK", SOL_TCP, 3), ("TCP_THIN_LINEAR_TIMEOUTS", SOL_TCP, 16), ("TCP_NOTSENT_LOWAT", SOL_TCP, 25),
+    ("TCP_FASTOPEN_CONNECT", SOL_TCP, 30), ("TCP_FASTOPEN_NO_COOKIE", SOL_TCP, 34), ("TCP_INQ", SOL_TCP, 36),
+    ("SO_RCVLOWAT", socket.SOL_SOCKET, 18), ("SO_MARK", socket.SOL_SOCKET, 36), ("SO_ZEROCOPY", socket.SOL_SOCKET, 60),
+    ("IP_MTU_DISCOVER", socket.IPPROTO_IP, 10), ("IP_FREEBIND", socket.IPPROTO_IP, 15))})
 
 # poll(2) events by name (Linux values), ioctls on a TCP socket, and the
 # message flags send and recv take (the `flags` list of hello).

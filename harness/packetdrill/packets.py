@@ -165,7 +165,7 @@ class Flow:
             elif o.name == "sack":
                 out.append((5, b"".join(struct.pack("!II", (a + off) % MOD, (b + off) % MOD) for a, b in o.value)))
             else:
-                out.append((KIND[o.name] if o.name in KIND else 0, script_option_data(o)))
+                out.append((ecn_kind(o) if o.name == "ECN" else KIND[o.name], script_option_data(o)))
         return out
 
     # SUT -> tester ------------------------------------------------------------------------
