@@ -278,7 +278,7 @@ def test_which_commands_are_sysctl_settings(text, pairs):
 
 
 def test_rarer_options_are_built_byte_for_byte():
-    opts = Flow().inbound_options(tcp("< S 0:0(0) win 1 <FOEXP 1234,ECN e0b 1 ceb 2,nop,nop,md5 000102030405,FO>"),
+    opts = Flow().inbound_options(tcp("< S 0:0(0) win 1 <FOEXP 1234,ECN e0b 1 ceb 2,nop,nop,md5 000102030405,FO,nop,eol>"),
                                   False)
     assert opts == [(254, b"\xf9\x89\x12\x34"), (172, b"\x00\x00\x01\x00\x00\x02"), ("NOP", None), ("NOP", None),
-                    (19, bytes(range(6))), (34, b"")]
+                    (19, bytes(range(6))), (34, b""), ("NOP", None), ("EOL", None)]
