@@ -323,7 +323,7 @@ def _field(name: str, expected: int, actual: int) -> str:
 
 
 def mismatches(pkt: ast.TcpPacket, live: Live, flow: Flow, family: str, ts_tick_usecs: int = 0,
-               ts_allowed_usecs: float = 0) -> list[str]:
+               ts_allowed_usecs: float = 0, ts_late_usecs: float = 0) -> list[str]:
     """Every way `live` differs from the outbound line `pkt`, in packetdrill's
     words, checked in its order (an empty list: it matches)."""
     problems = []
@@ -377,7 +377,7 @@ def mismatches(pkt: ast.TcpPacket, live: Live, flow: Flow, family: str, ts_tick_
     if live.urg != pkt.urg:
         problems.append(_field("tcp_urg_ptr", pkt.urg, live.urg))
     if pkt.options is not None:
-        problems += _option_mismatches(pkt, live, flow, ts_tick_usecs, ts_allowed_usecs)
+        problems += _option_mismatches(pkt, live, flow, ts_tick_usecs, ts_allowed_usecs, ts_late_usecs)
     if len(live.payload) != pkt.length:
         problems.append(f"live packet payload: expected {pkt.length} bytes vs actual {len(live.payload)} bytes")
     elif live.payload.count(0) != len(live.payload):
@@ -385,7 +385,7 @@ def mismatches(pkt: ast.TcpPacket, live: Live, flow: Flow, family: str, ts_tick_
     return problems
 
 
-def _option_mismatches(pkt, live: Live, flow: Flow, tick: int, allowed: float) -> list[str]:
+def _option_mismatches(pkt, live: Live, flow: Flow, tick: int, allowed: float, late: float = 0) -> list[str]:
     want = [(KIND[o.name] if o.name != "ECN" else ecn_kind(o), o) for o in pkt.options]
     got = live.options
     if [k for k, _ in want] != [k for k, _ in got]:
@@ -403,7 +403,8 @@ def _option_mismatches(pkt, live: Live, flow: Flow, tick: int, allowed: float) -
                 live_val = struct.unpack("!I", data[:4])[0]
                 if flow.ts_first is not None:
                     script_val = (flow.ts_first[0] + live_val - flow.ts_first[1]) % MOD
-                    if abs(script_val - o.value[0]) * tick > allowed:
+                    off = ((script_val - o.value[0] + (1 << 31)) % MOD - (1 << 31)) * tick
+                    if not -allowed <= off <= allowed + late:
                         out.append(f"bad outbound TCP timestamp value, tolerance {allowed:.0f} usecs: "
                                    f"expected TS val {o.value[0]} vs actual {script_val}")
             continue

@@ -308,6 +308,8 @@ class Blocking:
     thread: threading.Thread
     started: float
     window: tuple                        # (lo, hi, interval) of the expected return
+    slip: float = 0.0                    # the tester's lateness so far when the call started
+    issued: float | None = None          # when the thread made the call
     outcome: list = field(default_factory=list)       # [(result, errno name | None, returned at)] or [exc]
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -558,14 +560,12 @@ class Runner:
             self.fail(ev, str(e), pkt.text(), "no live packet could be built")
         wait_until(hi)
         planned = hi
-        first = None
-        for p in packets:
+        for p in packets:                   # (--mss: several pieces; the event is done with the last)
             seg = self.link.send(bytes(p))
-            first = first or seg
         if pkt.syn and conn.flow.remote_isn is not None:
             peer.iss = conn.flow.remote_isn
-        self.clock.tester_acted(planned, lo, first.t, script, True)
-        self.note_late(ev, planned, first.t, "inbound packet")
+        self.clock.tester_acted(planned, lo, seg.t, script, True)
+        self.note_late(ev, planned, seg.t, "inbound packet")
 
     def build(self, pkt: ast.TcpPacket, conn: Conn) -> list:
         peer = conn.peer
@@ -689,8 +689,10 @@ class Runner:
             if len(parts) > 1 and len(parts[-2].payload) != len(live.payload):
                 break
         live = aggregate(parts) if len(parts) > 1 else parts[0]
+        # TS vals follow the SUT's clock: a tester late by `slip` makes them larger by that much
         ts_allowed = self.clock.allowed(script) * 1e6
-        problems = mismatches(pkt, live, conn.flow, self.family, self.config.tcp_ts_tick_usecs, ts_allowed)
+        problems = mismatches(pkt, live, conn.flow, self.family, self.config.tcp_ts_tick_usecs, ts_allowed,
+                              self.clock.slip * 1e6)
         if problems:
             seen = f"> {live.text(conn.flow, pkt)}  (script time {self.clock.script_time(live.t):.6f} s)"
             if len(parts) > 1:
@@ -732,23 +734,24 @@ class Runner:
         wait_until(hi)
         started = time.monotonic()
         if sc.end is not None:
-            self.start_blocking(ev, sc, started)
-            self.clock.tester_acted(hi, lo, started, script, False)
+            b = self.start_blocking(ev, sc, started)
+            self.clock.tester_acted(hi, lo, b.issued or started, script, False)
             return
         result, err = self.perform(ev, sc, blocking=False)
         self.clock.tester_acted(hi, lo, started, script, False)
         self.check_result(ev, sc, result, err)
 
-    def start_blocking(self, ev, sc: ast.Syscall, started: float) -> None:
+    def start_blocking(self, ev, sc: ast.Syscall, started: float) -> Blocking:
         # the call should return at END, on the same base as its start
         t_end = ast.Time(ast.RELATIVE if ev.time.relative else ast.ABSOLUTE, sc.end)
         lo, hi, interval, _ = self.clock.window(t_end)
         interval = max(0.0, sc.end - (ev.time.start if ev.time.kind != ast.ANY else 0.0))
-        b = Blocking(ev, None, started, (lo, hi, interval))
+        b = Blocking(ev, None, started, (lo, hi, interval), self.clock.slip)
         self._blocked = threading.Event()
         self._blocking_returned = None
 
         def body():
+            b.issued = time.monotonic()
             try:
                 result, err = self.perform(ev, sc, blocking=True, until=hi + self.clock.allowed(interval) + 2.0)
                 b.outcome.append((result, err, self._blocking_returned or time.monotonic()))
@@ -767,6 +770,7 @@ class Runner:
         # go on once the call is blocked in the agent (or done): the events
         # that follow are what unblocks it
         self._blocked.wait(5.0)
+        return b
 
     def finish_blocking(self, final: bool = False) -> None:
         b = self.blocking
@@ -788,6 +792,7 @@ class Runner:
         result, err, returned = out
         self.check_result(b.event, b.event.action, result, err)
         lo, hi, interval = b.window
+        hi += self.clock.slip - b.slip          # what unblocked it may have been sent late by the tester
         allowed = self.clock.allowed(interval)
         if not (lo - allowed <= returned <= hi + allowed):
             self.timing(b.event, "system call return", lo, hi, allowed, returned)
@@ -1005,8 +1010,8 @@ class Runner:
         return names, bool(bits & MSG_FLAGS["MSG_DONTWAIT"])
 
     def send(self, ev, f: Fd, count: int, flags: list, dontwait: bool, blocking, until):
-        if f.id is None or f.conn is None and not f.listening:
-            return -1, "EPIPE" if f.id is not None else "ENOTCONN"
+        if f.id is None:
+            return -1, "EPIPE"                      # Linux: never connected (tcp_sendmsg in CLOSE)
         args = {"flags": flags} if flags else {}
         reply, err = self.call(ev, "send", id=f.id, data=base64.b64encode(bytes(count)).decode(),
                                timeout=self.wait_time(f, blocking, until, dontwait), **args)
@@ -1020,6 +1025,8 @@ class Runner:
     def recv(self, ev, f: Fd, count: int, flags: list, dontwait: bool, blocking, until):
         if f.id is None:
             return -1, "ENOTCONN"
+        if count == 0:
+            return 0, None
         args = {"flags": flags} if flags else {}
         reply, err = self.call(ev, "recv", id=f.id, max=max(1, count),
                                timeout=self.wait_time(f, blocking, until, dontwait), **args)
