@@ -282,3 +282,28 @@ def test_rarer_options_are_built_byte_for_byte():
                                   False)
     assert opts == [(254, b"\xf9\x89\x12\x34"), (172, b"\x00\x00\x01\x00\x00\x02"), ("NOP", None), ("NOP", None),
                     (19, bytes(range(6))), (34, b""), ("NOP", None), ("EOL", None)]
+
+
+def test_case_id_is_the_path_relative_to_the_directory_given(tmp_path):
+    from types import SimpleNamespace
+    from harness.packetdrill.plugin import case_id, script_families
+    d = tmp_path / "corpus" / "tcp" / "close"
+    d.mkdir(parents=True)
+    f = d / "x.pkt"
+    f.write_text("0 > S 0:0(0)\n")
+
+    def config(*args):
+        return SimpleNamespace(invocation_params=SimpleNamespace(args=args, dir=tmp_path), rootpath=tmp_path)
+    assert case_id(config("corpus"), f) == "pkt.tcp/close/x.pkt"
+    assert case_id(config("corpus", "corpus/tcp"), f) == "pkt.close/x.pkt"          # the deepest one
+    assert case_id(config("corpus/tcp/close/x.pkt"), f) == "pkt.x.pkt"
+    assert script_families(tmp_path / "a-v6.pkt", Config(), "both") == ["ipv6"]
+    assert script_families(tmp_path / "a.pkt", Config(ip_version="ipv4"), "both") == ["ipv4"]
+    assert script_families(tmp_path / "a.pkt", Config(), "ipv6") == ["ipv6"]
+
+
+def test_nominal_duration_adds_relative_times():
+    from harness.packetdrill.plugin import nominal_duration
+    s = parse("0 < S 0:0(0) win 1\n+1 > S. 0:0(0) ack 1\n+.5~+2 > S. 0:0(0) ack 1\n5 < . 1:1(0) ack 1 win 1\n"
+              "+0...0.5 read(3, ..., 1) = 1\n")
+    assert nominal_duration(s) == 5.5

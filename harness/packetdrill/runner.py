@@ -65,6 +65,7 @@ from .packets import MOD, Flow, Live, PacketError, aggregate, continues, inbound
 from .symbols import (EPOLL_FLAGS, ERRNO, ERRNO_NAME, MSG_FLAGS, OPTION_NAME, POLL_EVENTS, SYMBOLS, names_of)
 
 SPIN = 0.0002                  # the last stretch before an event's time is spun, not slept
+ANY_TIME_LIMIT = 180.0         # a `*` packet has no deadline in packetdrill; its runner kills a script after 180 s
 O_RDWR, O_NONBLOCK = 0x2, 0o4000
 FD_CALLS = ("socket", "accept", "open", "epoll_create")
 
@@ -367,6 +368,7 @@ class Runner:
         if self.script.init is not None:
             self.command(self.script.init, None)
         self.clock = Clock(time.monotonic(), self.tolerance)
+        done = False
         try:
             for n, ev in enumerate(self.script.events):
                 if n == 0 and not (ev.time.start == 0 and ev.time.kind in (ast.ABSOLUTE, ast.RELATIVE)):
@@ -374,13 +376,19 @@ class Runner:
                 self.current = ev
                 self.step(ev)
             self.finish_blocking(final=True)
+            self.run_code()
+            done = True
         finally:
             if self.blocking is not None:
                 self.blocking.done.wait(5.0)
             sys.setswitchinterval(self._switch)
-        self.run_code()
-        if self.script.cleanup is not None and self.script.init is not None:
-            self.command(self.script.cleanup, None, cleanup=True)
+            # packetdrill runs the cleanup command on every way out, if an init command ran
+            if self.script.cleanup is not None and self.script.init is not None:
+                try:
+                    self.command(self.script.cleanup, None, cleanup=True)
+                except (ScriptFailure, Unsupported):
+                    if done:
+                        raise
 
     def step(self, ev: ast.Event) -> None:
         a = ev.action
@@ -669,7 +677,7 @@ class Runner:
         parts: list[Live] = []
         while True:
             left = None if limit is None else max(0.0, limit - time.monotonic())
-            seg = peer.next_segment(within=left if left is not None else 3600.0)
+            seg = peer.next_segment(within=left if left is not None else ANY_TIME_LIMIT)
             if seg is None:
                 if parts:
                     break
