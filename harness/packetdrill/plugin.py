@@ -58,9 +58,16 @@ def pytest_collect_file(file_path: Path, parent):
     return None
 
 
-def command_line_options(config) -> list[tuple[str, str | None, int]]:
+def command_line_options(config, family: str | None = None) -> list[tuple[str, str | None, int]]:
+    """--pkt-opt values as (name, value, 0): those for every family, and
+    with `family` those for that family too (`ipv6:mtu=1520`: IPv6 runs only)."""
     out = []
     for item in config.getoption("pkt_opt"):
+        fam, colon, rest = item.partition(":")
+        if colon and fam in ("ipv4", "ipv6"):
+            if fam != family:
+                continue
+            item = rest
         try:
             pairs = parse_options(item if item.startswith("--") else "--" + item)
         except ParseError as e:
@@ -113,35 +120,38 @@ def nominal_duration(script: ast.Script) -> float:
 
 
 class PktFile(pytest.File):
-    def collect(self):
-        text = self.path.read_text()
-        cmdline = command_line_options(self.config)
-        defines = {}
-        for name, value, _ in cmdline:
-            if name in ("define", "D") and value and "=" in value:
-                k, _, v = value.partition("=")
-                defines[k] = v
-        error = None
+    def load(self, text: str, cmdline: list) -> tuple:
+        """(script, config, error) with these command-line options: the
+        script's own options first, theirs after; defines from both (a
+        define changes the words the lexer sees: parse again with it)."""
+        def defines(opts) -> dict:
+            return dict(v.partition("=")[::2] for n, v, _ in opts if n in ("define", "D") and v and "=" in v)
         try:
-            script = parse(text, self.path.name, defines)
+            script = parse(text, self.path.name, defines(cmdline))
             opts = [(o.name, o.value, o.line) for o in script.options] + cmdline
             cfg = Config.from_options(opts)
-            if cfg.defines != defines:                   # a script's own --define: parse again with it
-                script = parse(text, self.path.name, {**cfg.defines, **defines})
+            if cfg.defines != defines(cmdline):
+                script = parse(text, self.path.name, cfg.defines)
+            return script, cfg, None
         except ParseError as e:
-            script, cfg, error = None, Config(), e
+            return None, Config(), e
         except OptionError as e:
-            script, cfg, error = None, Config(), ParseError(e.line, str(e), self.path.name)
+            return None, Config(), ParseError(e.line, str(e), self.path.name)
         except Unsupported as e:
-            script, cfg, error = None, Config(), e
+            return None, Config(), e
+
+    def collect(self):
+        text = self.path.read_text()
+        script, cfg, error = self.load(text, command_line_options(self.config))
         cid = case_id(self.config, self.path)
-        fams = script_families(self.path, cfg, self.config.getoption("family"))
-        for fam in fams:
-            timed = script is not None and nominal_duration(script) >= TIMED_SCRIPT
+        for fam in script_families(self.path, cfg, self.config.getoption("family")):
+            own = command_line_options(self.config, fam)            # with ipv6:... options
+            s, c, e = (script, cfg, error) if error or len(own) == len(command_line_options(self.config)) \
+                else self.load(text, own)
+            timed = s is not None and nominal_duration(s) >= TIMED_SCRIPT
             item = PktItem.from_parent(self, name=f"{self.path.name}[{fam}]", callobj=_run_timed if timed else _run)
-            item.pkt = {"script": script, "config": cfg, "family": fam, "case": cid, "error": error,
-                        "path": self.path}
-            if script is not None and nominal_duration(script) >= SLOW_SCRIPT:
+            item.pkt = {"script": s, "config": c, "family": fam, "case": cid, "error": e, "path": self.path}
+            if s is not None and nominal_duration(s) >= SLOW_SCRIPT:
                 item.add_marker(pytest.mark.slow)
             yield item
 
@@ -238,7 +248,8 @@ def run_item(request) -> None:
             if isinstance(e, Unsupported):
                 item.pkt_line = e.line
                 skip(e.construct)
-            pytest.fail(f"{p['path'].name}:{e.line}: {e.reason}", pytrace=False)
+            where = f"{p['path'].name}:{e.line}" if e.line else f"{p['path'].name} (--pkt-opt)"
+            pytest.fail(f"{where}: {e.reason}", pytrace=False)
         line = _execute(request, item, p, tc)
     except Unsupported as e:
         line = e.line
@@ -291,7 +302,7 @@ def _execute(request, item, p: dict, tc: dict) -> int | None:
         runner = Runner(p["script"], st, p["config"], path=p["path"].name, rng=rng, granularity=float(granularity),
                         floor=floor,
                         commands=request.config.getoption("pkt_commands"), set_tunable=tunables(st, tc),
-                        script_dir=str(p["path"].parent))
+                        script_dir=str(p["path"].parent), set_mtu=link_mtu(st))
         item.pkt_runner = runner
         runner.run()
         for note in runner.notes:
@@ -299,6 +310,20 @@ def _execute(request, item, p: dict, tc: dict) -> int | None:
     finally:
         st.close()
     return None
+
+
+def link_mtu(stack):
+    """set_mtu(n) for the runner where the suite can change the SUT's link
+    MTU (the Linux stack's tun0, in its namespace), else None."""
+    if stack.name != "linux" or getattr(stack, "ns", None) is None:
+        return None
+
+    def set_mtu(mtu: int) -> None:
+        from pyroute2 import IPRoute
+        with stack.ns.entered(), IPRoute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="tun0")[0], mtu=int(mtu))
+        stack.mtu = int(mtu)
+    return set_mtu
 
 
 _LINUX_NAMES: dict | None = None

@@ -320,7 +320,7 @@ class Runner:
 
     def __init__(self, script: ast.Script, stack, config: Config, *, path: str, rng, granularity: float = 0.0,
                  floor: tuple = (0.0, 0.0), commands: str = "sysctl", set_tunable=None,
-                 script_dir: str | None = None):
+                 script_dir: str | None = None, set_mtu=None):
         self.script = script
         self.stack = stack
         self.app = stack.app
@@ -337,6 +337,7 @@ class Runner:
         self.commands = commands
         self.set_tunable = set_tunable
         self.script_dir = script_dir
+        self.set_mtu = set_mtu
         self.fds: dict[int, Fd] = {}
         self.conns: list[Conn] = []
         self.conn: Conn | None = None      # the connection packets go to (packetdrill's socket under test)
@@ -425,8 +426,11 @@ class Runner:
         flags = set(self.hello.get("flags", ()))
         if self.config.ip_version == "ipv4-mapped-ipv6":
             self.unsupported("--ip_version=ipv4-mapped-ipv6 (IPv4-mapped IPv6 sockets)")
-        if self.config.mtu is not None and self.stack.mtu and self.config.mtu != self.stack.mtu:
-            self.unsupported(f"--mtu={self.config.mtu} (the stack's link has MTU {self.stack.mtu})")
+        if self.config.mtu is not None and self.config.mtu != self.stack.mtu:
+            if self.set_mtu is None:
+                self.unsupported(f"--mtu={self.config.mtu} (the {self.stack.name} stack's link has MTU "
+                                 f"{self.stack.mtu}, which the suite cannot change)")
+            self.set_mtu(self.config.mtu)
         if self.script.init is not None:
             self.check_command(self.script.init, None)
         for ev in self.script.events:
@@ -737,6 +741,11 @@ class Runner:
                 if not self.blocking.done.wait(1.0):
                     self.fail(ev, "blocking system call while another blocking system call is already in progress",
                               sc.text(), f"line {self.blocking.event.line} still blocked")
+            else:
+                # The agent takes one request at a time, and the blocking call
+                # may have more to ask once it wakes (connect: poll, then
+                # SO_ERROR): this call waits until that one is over.
+                self.finish_blocking(final=True)
         self.finish_blocking()
         lo, hi, interval, script = self.clock.window(ev.time)
         wait_until(hi)
@@ -790,7 +799,8 @@ class Runner:
             lo, hi, interval = b.window
             b.done.wait(max(0.0, hi + self.clock.allowed(interval) + 2.5 - time.monotonic()))
             if not b.done.is_set():
-                self.fail(b.event, "exiting while a blocking system call is in progress", b.event.action.text(),
+                self.fail(b.event, "the blocking system call has not returned (packetdrill: exiting while a "
+                                   "blocking system call is in progress)", b.event.action.text(),
                           "the call has not returned")
         self.blocking = None
         sys.setswitchinterval(self._switch)
