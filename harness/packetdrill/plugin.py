@@ -23,6 +23,7 @@ Rules of this file:
 """
 from __future__ import annotations
 
+import os
 import random
 import zlib
 from pathlib import Path
@@ -286,6 +287,8 @@ def _execute(request, item, p: dict, tc: dict) -> int | None:
     st = cls(StackConfig(family, trace, sysctls, tc["options"]))
     if family not in st.families:
         skip(f"stack {st.name} has no {family}")
+    if getattr(st, "needs_root", False) and os.geteuid() != 0:
+        skip(f"stack {st.name} creates network namespaces and TUN devices: run as root")
     missing = sorted(({APP} | ({SYSCTL} if sysctls else set())) - set(st.capabilities))
     if missing:
         skip(f"stack {st.name} lacks capability {', '.join(missing)} (scripts make system calls)")
