@@ -35,7 +35,7 @@ CONTROLS = [
     ("tests/packetdrill/pmtu-v4.pkt", 19, "1:1161(1160)", "1:1261(1260)"),
     ("tests/packetdrill/pmtu-v6.pkt", 17, "1:1221(1220)", "1:1241(1240)"),
     ("tests/packetdrill/ecn.pkt", 15, "[ect0] P.", "[ect1] P."),
-    ("tests/packetdrill/misc.pkt", 27, "ack 2001", "ack 2000"),
+    ("tests/packetdrill/misc.pkt", 28, "ack 2001", "ack 2000"),
     ("tests/packetdrill/flowlabel-v6.pkt", 18, "flowlabel 0x1", "flowlabel 0x2"),
 ]
 
