@@ -37,7 +37,7 @@ def check(path: Path, defines: dict, commands: str) -> tuple[str, str]:
         return "unsupported", e.construct
     stack = SimpleNamespace(name="linux", mtu=0, family=cfg.families()[0], app=None, link=None, trace=None)
     r = Runner(script, stack, cfg, path=path.name, rng=None, commands=commands,
-               set_tunable=lambda key, value, check=False: None)
+               set_tunable=lambda key, value, check=False: None, set_mtu=lambda mtu: None)
     r.hello = SocketHost().op_hello()
     try:
         r.precheck()

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from ..catalog import CatalogError, Profile
-from ..plugin import STACK_INFO, STATE, TRACE
+from ..plugin import STACK_INFO, TRACE
 from ..stacks import APP, SYSCTL, StackConfig, StackError
 from ..trace import Trace
 from ..verdict import ConformanceFailure

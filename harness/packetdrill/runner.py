@@ -44,13 +44,11 @@ import base64
 import os
 import re
 import shlex
-import struct
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from scapy.layers.inet import ICMP, IP, TCP, IPerror, TCPerror, UDPerror
 from scapy.layers.inet6 import ICMPv6DestUnreach, ICMPv6PacketTooBig, ICMPv6ParamProblem, ICMPv6TimeExceeded, \
@@ -62,7 +60,7 @@ from ..stacks import StackError
 from ..verdict import ConformanceFailure, TimingFailure, Tolerance
 from . import ast
 from .packets import MOD, Flow, Live, PacketError, aggregate, continues, inbound_tcp, mismatches
-from .symbols import (EPOLL_FLAGS, ERRNO, ERRNO_NAME, MSG_FLAGS, OPTION_NAME, POLL_EVENTS, SYMBOLS, names_of)
+from .symbols import EPOLL_FLAGS, ERRNO, MSG_FLAGS, OPTION_NAME, POLL_EVENTS, SYMBOLS, names_of
 
 SPIN = 0.0002                  # the last stretch before an event's time is spun, not slept
 ANY_TIME_LIMIT = 180.0         # a `*` packet has no deadline in packetdrill; its runner kills a script after 180 s
