@@ -307,3 +307,20 @@ def test_nominal_duration_adds_relative_times():
     s = parse("0 < S 0:0(0) win 1\n+1 > S. 0:0(0) ack 1\n+.5~+2 > S. 0:0(0) ack 1\n5 < . 1:1(0) ack 1 win 1\n"
               "+0...0.5 read(3, ..., 1) = 1\n")
     assert nominal_duration(s) == 5.5
+
+
+def test_check_command_says_what_stops_each_script(tmp_path, capsys):
+    """python -m harness.packetdrill: no stack, no root."""
+    from harness.packetdrill.__main__ import main
+    (tmp_path / "ok.pkt").write_text("--define=OPT=TCP_NODELAY\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
+                                     "+0 setsockopt(3, SOL_TCP, OPT, [1], 4) = 0\n")
+    (tmp_path / "cmd.pkt").write_text("`../common/defaults.sh`\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n")
+    (tmp_path / "tfo.pkt").write_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
+                                      "+0 sendto(3, ..., 1, MSG_FASTOPEN, ..., ...) = 1\n")
+    (tmp_path / "bad.pkt").write_text("0 < S 0:0(0)\n")
+    assert main([str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "bad.pkt: parse error: line 1: semantic error: window must be specified for inbound packets" in out
+    assert "4 scripts: 1 runnable, 2 need what is not supported, 1 do not parse" in out
+    assert "shell command `...`" in out and "TCP Fast Open from the client (MSG_FASTOPEN)" in out
+    assert main([str(tmp_path / "ok.pkt"), "--pkt-commands", "ignore"]) == 0

@@ -20,22 +20,23 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..agent import SocketHost
-from .parser import ParseError, parse
-from .runner import Config, OptionError, Runner, Unsupported
+from .parser import ParseError
+from .plugin import load_script, script_families
+from .runner import Runner, Unsupported
 
 
 def check(path: Path, defines: dict, commands: str) -> tuple[str, str]:
     """("ok" | "parse error" | "unsupported", detail) for one script."""
-    try:
-        script = parse(path.read_text(errors="replace"), path.name, defines)
-        cfg = Config.from_options([(o.name, o.value, o.line) for o in script.options])
-    except ParseError as e:
-        return "parse error", f"line {e.line}: {e.reason}"
-    except OptionError as e:
-        return "parse error", f"line {e.line}: {e}"
-    except Unsupported as e:
-        return "unsupported", e.construct
-    stack = SimpleNamespace(name="linux", mtu=0, family=cfg.families()[0], app=None, link=None, trace=None)
+    script, cfg, error = load_script(path.read_text(errors="replace"), path.name,
+                                     [("define", f"{k}={v}", 0) for k, v in defines.items()])
+    if isinstance(error, ParseError):
+        return "parse error", f"line {error.line}: {error.reason}"
+    if isinstance(error, Unsupported):
+        return "unsupported", error.construct
+    families = script_families(path, cfg, "both")
+    if not families:
+        return "unsupported", "no family left to run it in"
+    stack = SimpleNamespace(name="linux", mtu=0, family=families[0], app=None, link=None, trace=None)
     r = Runner(script, stack, cfg, path=path.name, rng=None, commands=commands,
                set_tunable=lambda key, value, check=False: None, set_mtu=lambda mtu: None)
     r.hello = SocketHost().op_hello()

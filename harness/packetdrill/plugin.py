@@ -120,26 +120,30 @@ def nominal_duration(script: ast.Script) -> float:
     return t
 
 
+def load_script(text: str, name: str, cmdline: list) -> tuple:
+    """(script, config, error) with these command-line options: the
+    script's own options first, theirs after; defines from both (a define
+    changes the words the lexer sees: the script is parsed again with it)."""
+    def defines(opts) -> dict:
+        return dict(v.partition("=")[::2] for n, v, _ in opts if n in ("define", "D") and v and "=" in v)
+    try:
+        script = parse(text, name, defines(cmdline))
+        opts = [(o.name, o.value, o.line) for o in script.options] + cmdline
+        cfg = Config.from_options(opts)
+        if cfg.defines != defines(cmdline):
+            script = parse(text, name, cfg.defines)
+        return script, cfg, None
+    except ParseError as e:
+        return None, Config(), e
+    except OptionError as e:
+        return None, Config(), ParseError(e.line, str(e), name)
+    except Unsupported as e:
+        return None, Config(), e
+
+
 class PktFile(pytest.File):
     def load(self, text: str, cmdline: list) -> tuple:
-        """(script, config, error) with these command-line options: the
-        script's own options first, theirs after; defines from both (a
-        define changes the words the lexer sees: parse again with it)."""
-        def defines(opts) -> dict:
-            return dict(v.partition("=")[::2] for n, v, _ in opts if n in ("define", "D") and v and "=" in v)
-        try:
-            script = parse(text, self.path.name, defines(cmdline))
-            opts = [(o.name, o.value, o.line) for o in script.options] + cmdline
-            cfg = Config.from_options(opts)
-            if cfg.defines != defines(cmdline):
-                script = parse(text, self.path.name, cfg.defines)
-            return script, cfg, None
-        except ParseError as e:
-            return None, Config(), e
-        except OptionError as e:
-            return None, Config(), ParseError(e.line, str(e), self.path.name)
-        except Unsupported as e:
-            return None, Config(), e
+        return load_script(text, self.path.name, cmdline)
 
     def collect(self):
         text = self.path.read_text()
