@@ -73,12 +73,13 @@ relies on an operation, and an agent answers EOPNOTSUPP for what it lacks.
 Option names: SO_REUSEADDR SO_KEEPALIVE SO_RCVBUF SO_SNDBUF SO_LINGER ([on, secs])
 TCP_NODELAY TCP_MAXSEG TCP_KEEPIDLE TCP_KEEPINTVL TCP_KEEPCNT TCP_SYNCNT
 TCP_LINGER2 TCP_DEFER_ACCEPT TCP_WINDOW_CLAMP TCP_USER_TIMEOUT TCP_QUICKACK
-TCP_FASTOPEN TCP_CONGESTION (string), and TCP_INFO, read-only: an object with
-the SUT's own view of the connection (struct tcp_info's fields without the
-tcpi_ prefix: state as its RFC 9293 name, rto, ato, rtt, rttvar in
-microseconds, retransmits, backoff, snd_mss, rcv_mss, unacked, snd_cwnd...),
-which cases use where a timer follows the SUT's RTT and packetdrill's %{ }%
-blocks read. An agent answers EOPNOTSUPP for the ones its stack lacks.
+TCP_FASTOPEN TCP_FASTOPEN_CONNECT TCP_CONGESTION (string), and TCP_INFO, read-only: an
+object with the SUT's own view of the connection (struct tcp_info's fields
+without the tcpi_ prefix: state as its RFC 9293 name, rto, ato, rtt, rttvar
+in microseconds, retransmits, backoff, snd_mss, rcv_mss, unacked,
+snd_cwnd...), which cases use where a timer follows the SUT's RTT and
+packetdrill's %{ }% blocks read. An agent answers EOPNOTSUPP for the ones its
+stack lacks.
 """
 
 SOL_TCP = socket.IPPROTO_TCP
@@ -103,6 +104,10 @@ OPTIONS = {
     "TCP_USER_TIMEOUT": (SOL_TCP, getattr(socket, "TCP_USER_TIMEOUT", 18), "int"),
     "TCP_FASTOPEN": (SOL_TCP, getattr(socket, "TCP_FASTOPEN", 23), "int"),
     "TCP_INFO": (SOL_TCP, getattr(socket, "TCP_INFO", 11), "tcp_info"),        # read-only
+    # RFC 7413 (coverage-rfcs): a client's Fast Open. Set before connect, the
+    # SYN waits for the first send and carries its data with a cached cookie
+    # (or a cookie request without one).
+    "TCP_FASTOPEN_CONNECT": (SOL_TCP, getattr(socket, "TCP_FASTOPEN_CONNECT", 30), "int"),
 }
 
 # struct tcp_info (include/uapi/linux/tcp.h), field by field in the kernel's
@@ -150,7 +155,7 @@ FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
 # what the public corpora set most after the protocol's own.
 OPTIONS.update({name: (level, num, "int") for name, level, num in (
     ("TCP_CORK", SOL_TCP, 3), ("TCP_THIN_LINEAR_TIMEOUTS", SOL_TCP, 16), ("TCP_NOTSENT_LOWAT", SOL_TCP, 25),
-    ("TCP_FASTOPEN_CONNECT", SOL_TCP, 30), ("TCP_FASTOPEN_NO_COOKIE", SOL_TCP, 34), ("TCP_INQ", SOL_TCP, 36),
+    ("TCP_FASTOPEN_NO_COOKIE", SOL_TCP, 34), ("TCP_INQ", SOL_TCP, 36),
     ("SO_RCVLOWAT", socket.SOL_SOCKET, 18), ("SO_MARK", socket.SOL_SOCKET, 36), ("SO_ZEROCOPY", socket.SOL_SOCKET, 60),
     ("IP_MTU_DISCOVER", socket.IPPROTO_IP, 10), ("IP_FREEBIND", socket.IPPROTO_IP, 15))})
 
@@ -553,23 +558,28 @@ class StreamTransport:
         self.keep = keep                   # objects owning the descriptors
 
     def __call__(self, req: dict) -> dict:
-        data = (json.dumps(req) + "\n").encode()
+        return json.loads(self.exchange(json.dumps(req), req.get("op"), float(req.get("timeout", 0) or 0)))
+
+    def exchange(self, line: str, what, wait: float = 0.0) -> bytes:
+        """Write one line, read the one line that answers it (`what` names
+        the request in errors; `wait`: seconds the request itself may take)."""
+        data = (line + "\n").encode()
         try:
             while data:
                 data = data[os.write(self.wfd, data):]
         except (BrokenPipeError, ConnectionError):
             raise AppError("ECONNRESET", "the app-control agent is gone (did it crash?)") from None
-        deadline = time.monotonic() + self.timeout + float(req.get("timeout", 0) or 0)
+        deadline = time.monotonic() + self.timeout + wait
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.rfd], [], [], left)[0]:
-                raise AppError("ETIMEDOUT", f"the app-control agent did not answer {req.get('op')!r} in time")
+                raise AppError("ETIMEDOUT", f"the app-control agent did not answer {what!r} in time")
             chunk = os.read(self.rfd, 65536)
             if not chunk:
                 raise AppError("ECONNRESET", "the app-control agent closed the connection (did it crash?)")
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
-        return json.loads(line)
+        return line
 
 
 def connect_agent(where: str, timeout: float = 30.0) -> StreamTransport:

@@ -90,7 +90,7 @@ def _pairs(values: list[str], option: str) -> dict:
 
 
 def pytest_configure(config):
-    for line in ("case(id)", "slow", "requires(*capabilities)", "sysctl(**values)"):
+    for line in ("case(id)", "slow", "matrix", "requires(*capabilities)", "sysctl(**values)"):
         config.addinivalue_line("markers", line)
     if getattr(config.option, "help", False):
         return
@@ -447,7 +447,7 @@ def observed(request) -> dict:
 
 @pytest.fixture
 def peer(stack, rng, case) -> Peer:
-    port = rng.randrange(32768, 61000)
+    port = rng.choice(stack.peer_ports) if stack.peer_ports else rng.randrange(32768, 61000)
     sut_port = getattr(stack, "server_port", None) or rng.randrange(1024, 32768)
     if sut_port == port:
         sut_port += 1

@@ -26,6 +26,8 @@ STACKS = {
     "remote": "harness.stacks.remote:RemoteStack",
     "gvisor": "harness.stacks.gvisor:GvisorStack",
     "lwip": "harness.stacks.lwip:LwipStack",
+    "slirp": "harness.stacks.slirp:SlirpStack",
+    "passt": "harness.stacks.passt:PasstStack",
 }
 
 ADDRESSES = {
@@ -58,6 +60,7 @@ class Stack:
     needs_root = True                # creates namespaces / TUN devices
     families = ("ipv4", "ipv6")
     server_port: int | None = None   # a fixed listening port of the SUT, if any
+    peer_ports: range | None = None  # the tester's ports, where the stack can reach only some (passt's forwards)
     mtu: int = 0                     # MTU of the SUT's link, read by start()
 
     def __init__(self, config: StackConfig):
@@ -104,9 +107,10 @@ class Stack:
 
     def state_of(self, port: int, remote_port: int) -> str | None:
         """RFC 9293 state of the SUT's socket port <-> remote_port, None if
-        there is none (CLOSED)."""
+        there is none: CLOSED, "no TCB" (a socket the application still
+        holds after its connection was reset reports CLOSED, and has none)."""
         for s in self.states(port):
-            if s["local"][1] == port and s["remote"][1] == remote_port:
+            if s["local"][1] == port and s["remote"][1] == remote_port and s["state"] != "CLOSED":
                 return s["state"]
         return None
 
