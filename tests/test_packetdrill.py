@@ -1,7 +1,12 @@
 """packetdrill scripts as test items (root): every script of ours has a
 negative control (one expectation made wrong fails, naming its line), the
-scripts written from Python cases agree with those cases on every stack,
-and collection, skips and the report behave as the README says."""
+scripts written from Python cases (tests/packetdrill/cases/) agree with
+those cases on every stack that runs them alike, and collection, skips and
+the report behave as the README says.
+
+Not passt: its data segments carry no PSH, which packetdrill's matching
+compares and the Python cases do not (they check PSH only where a case
+names it), so there the two notations differ by what they check."""
 import json
 import subprocess
 import sys
@@ -13,20 +18,21 @@ from conftest import ROOT
 from harness.bench import verdicts
 from harness.stacks.gvisor import GvisorStack
 from harness.stacks.lwip import LwipStack
+from harness.stacks.slirp import SlirpStack
 
 pytestmark = pytest.mark.root
 
 # (script, line, text on that line, what it becomes): each makes exactly one
 # expectation of the script wrong; the script must then fail on that line.
 CONTROLS = [
-    ("conformance/packetdrill/syn-to-closed-port.pkt", 6, "ack 1", "ack 2"),
-    ("conformance/packetdrill/data-on-third-ack.pkt", 14, "ack 1039", "ack 1038"),
-    ("conformance/packetdrill/time-wait-fin-retransmission.pkt", 28, "ack 2", "ack 3"),
-    ("conformance/packetdrill/fin-sequence-numbers-server.pkt", 30, "F. 16:16(0)", "F. 17:17(0)"),
-    ("conformance/packetdrill/fin-sequence-numbers-client.pkt", 23, "ack 17", "ack 16"),
-    ("conformance/packetdrill/half-close.pkt", 23, "21:34(13)", "21:35(14)"),
-    ("conformance/packetdrill/lost-third-ack.pkt", 17, "+2 ", "+1 "),
-    ("tests/packetdrill/synack-acking-unsent.pkt", 11, "R 1001:1001(0)", "R 1000:1000(0)"),
+    ("tests/packetdrill/cases/syn-to-closed-port.pkt", 6, "ack 1", "ack 2"),
+    ("tests/packetdrill/cases/data-on-third-ack.pkt", 14, "ack 1039", "ack 1038"),
+    ("tests/packetdrill/cases/time-wait-fin-retransmission.pkt", 28, "ack 2", "ack 3"),
+    ("tests/packetdrill/cases/fin-sequence-numbers-server.pkt", 30, "F. 16:16(0)", "F. 17:17(0)"),
+    ("tests/packetdrill/cases/fin-sequence-numbers-client.pkt", 23, "ack 17", "ack 16"),
+    ("tests/packetdrill/cases/half-close.pkt", 23, "21:34(13)", "21:35(14)"),
+    ("tests/packetdrill/cases/lost-third-ack.pkt", 17, "+2 ", "+1 "),
+    ("tests/packetdrill/cases/synack-acking-unsent.pkt", 11, "R 1001:1001(0)", "R 1000:1000(0)"),
     ("tests/packetdrill/syscalls-client.pkt", 46, "[1000]", "[999]"),
     ("tests/packetdrill/blocking-calls.pkt", 10, "0.100", "0.050"),
     ("tests/packetdrill/options-v4.pkt", 23, "sack 1001:2001", "sack 1001:2002"),
@@ -46,17 +52,22 @@ TIMING_CONTROLS = {"blocking-calls", "lost-third-ack"}
 
 # script -> the Python case it was written from (conformance/test_*.py)
 PAIRS = {
-    "conformance/packetdrill/syn-to-closed-port.pkt": "test_reset.py::test_syn_to_closed_port[ipv4]",
-    "conformance/packetdrill/data-on-third-ack.pkt": "test_handshake.py::test_data_on_third_ack_is_delivered[ipv4]",
-    "conformance/packetdrill/time-wait-fin-retransmission.pkt":
+    "tests/packetdrill/cases/syn-to-closed-port.pkt": "test_reset.py::test_syn_to_closed_port[ipv4]",
+    "tests/packetdrill/cases/data-on-third-ack.pkt": "test_handshake.py::test_data_on_third_ack_is_delivered[ipv4]",
+    "tests/packetdrill/cases/time-wait-fin-retransmission.pkt":
         "test_teardown.py::test_fin_retransmitted_into_time_wait[ipv4]",
-    "conformance/packetdrill/fin-sequence-numbers-server.pkt": "test_close.py::test_close_after_data_sut_as_server[ipv4]",
-    "conformance/packetdrill/fin-sequence-numbers-client.pkt": "test_close.py::test_close_after_data_sut_as_client[ipv4]",
-    "conformance/packetdrill/half-close.pkt": "test_close.py::test_passive_side_keeps_sending_after_fin[ipv4]",
-    "conformance/packetdrill/lost-third-ack.pkt":
+    "tests/packetdrill/cases/fin-sequence-numbers-server.pkt": "test_close.py::test_close_after_data_sut_as_server[ipv4]",
+    "tests/packetdrill/cases/fin-sequence-numbers-client.pkt": "test_close.py::test_close_after_data_sut_as_client[ipv4]",
+    "tests/packetdrill/cases/half-close.pkt": "test_close.py::test_passive_side_keeps_sending_after_fin[ipv4]",
+    "tests/packetdrill/cases/lost-third-ack.pkt":
         "test_handshake.py::test_synack_retransmitted_then_dropped[ipv4-retries-2]",
-    "tests/packetdrill/synack-acking-unsent.pkt": "test_handshake.py::test_client_resets_synack_acking_unsent[ipv4]",
+    "tests/packetdrill/cases/synack-acking-unsent.pkt": "test_handshake.py::test_client_resets_synack_acking_unsent[ipv4]",
 }
+# (stack, script) the two notations cannot say alike: the Python case
+# accepts that no SYN comes again within 1.5 s and answers anyway; a
+# script's line is never optional, and slirp sends its SYN again only after
+# its 6 s initial RTO (Linux, lwIP and gVisor within the 1.5 s)
+UNLIKE = {("slirp", "synack-acking-unsent.pkt")}
 # a verdict as both notations must agree on it: the SUT did what the case
 # requires, departed from it (a failure, or a deviation its profile documents), or was skipped
 AGREE = {"passed": "conforms", "failed": "departs", "xfailed": "departs", "skipped": "skipped"}
@@ -87,17 +98,20 @@ def test_script_fails_on_the_line_made_wrong(run_case, tmp_path, control):
 
 
 def test_every_script_of_ours_has_a_negative_control():
-    ours = {str(p.relative_to(ROOT)) for d in ("conformance/packetdrill", "tests/packetdrill")
-            for p in (ROOT / d).glob("*.pkt")}
+    ours = {str(p.relative_to(ROOT)) for p in (ROOT / "tests/packetdrill").rglob("*.pkt")}
     assert ours == {c[0] for c in CONTROLS}
 
 
-def _run(stack: str, tmp_path: Path, *args) -> dict:
+def _run(stack: str, tmp_path: Path, *args) -> tuple[dict, dict]:
+    """(test -> verdict, test -> failure message) of one pytest run."""
+    import xml.etree.ElementTree as ET
     junit = tmp_path / f"{stack}.xml"
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "--stack", stack, "--family", "ipv4",
                         f"--junitxml={junit}", "-q", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert junit.exists(), r.stdout[-3000:] + r.stderr[-2000:]
-    return verdicts(junit)
+    messages = {f"{tc.get('classname')}::{tc.get('name')}": (f.get("message") or "")[:300]
+                for tc in ET.parse(junit).getroot().iter("testcase") for f in tc if f.tag in ("failure", "error")}
+    return verdicts(junit), messages
 
 
 @pytest.mark.parametrize("sut", [
@@ -105,20 +119,26 @@ def _run(stack: str, tmp_path: Path, *args) -> dict:
     pytest.param("lwip", marks=pytest.mark.skipif(not LwipStack.agent_path().exists(), reason="lwIP agent not built")),
     pytest.param("gvisor", marks=pytest.mark.skipif(not GvisorStack.agent_path().exists(),
                                                     reason="gVisor agent not built")),
+    pytest.param("slirp", marks=pytest.mark.skipif(not SlirpStack.agent_path().exists(),
+                                                   reason="slirp agent not built")),
 ])
 def test_scripts_agree_with_the_python_cases(sut, tmp_path):
     """The same behaviour in two notations gives the same verdict: each
     script and the Python case it was written from conform, depart or are
     skipped together, on every stack."""
-    found = _run(sut, tmp_path, *PAIRS, *[f"conformance/{t}" for t in PAIRS.values()])
+    found, messages = _run(sut, tmp_path, *PAIRS, *[f"conformance/{t}" for t in PAIRS.values()])
     seen = {}
     for script, case in PAIRS.items():
         name = Path(script).name
+        if (sut, name) in UNLIKE:
+            continue
         s = next((v for k, v in found.items() if k.endswith(f"::{name}[ipv4]")), None)
         c = next((v for k, v in found.items() if k.endswith("::" + case.split("::")[1])), None)
         assert s is not None and c is not None, (script, case, found)
         seen[name] = (AGREE[s], AGREE[c])
-    assert all(a == b for a, b in seen.values()), seen
+    differ = {k: v for k, v in seen.items() if v[0] != v[1]}
+    why = {k: v for k, v in messages.items() if any(n in k for n in differ)}
+    assert seen and not differ, f"script vs Python case: {differ}; {why}"
 
 
 def test_scripts_are_collected_per_family_with_the_report_contract(run_case, tmp_path):

@@ -553,13 +553,28 @@ class Runner:
         self.conns.append(conn)
         return conn
 
+    def remote_port(self) -> int:
+        """A port of the tester's for a new passive connection: ephemeral, or
+        one the stack can reach where it reaches only some (passt's forwards)."""
+        ports = getattr(self.stack, "peer_ports", None)
+        return self.rng.choice(ports) if ports else self.rng.randrange(32768, 61000)
+
+    def connect_port(self) -> int:
+        """The tester's port the SUT connects to: --connect_port, unless the
+        stack reaches only some ports (the live port is the interpreter's
+        business: a script never sees it)."""
+        ports = getattr(self.stack, "peer_ports", None)
+        if ports and self.config.connect_port not in ports:
+            return ports[0]
+        return self.config.connect_port
+
     def inbound(self, ev: ast.Event, pkt: ast.TcpPacket) -> None:
         if pkt.syn and "." not in pkt.flags and (self.conn is None or self.sut_listening):
-            port = pkt.sport or self.rng.randrange(32768, 61000)
+            port = pkt.sport or self.remote_port()
             self.conn = self.new_conn(True, port, pkt.dport or self.config.bind_port)
             self.sut_listening = False
         if self.conn is None:
-            self.conn = self.new_conn(True, pkt.sport or self.rng.randrange(32768, 61000),
+            self.conn = self.new_conn(True, pkt.sport or self.remote_port(),
                                       pkt.dport or self.config.bind_port)
         conn = self.conn
         peer = conn.peer
@@ -928,7 +943,10 @@ class Runner:
         peer_port = reply.get("peer", [None, None])[1]
         child = self.new_fd(ev, sc, replace=True)
         child.id = reply["id"]
-        conn = next((c for c in self.conns if c.passive and not c.accepted and c.peer.port == peer_port), None)
+        waiting = [c for c in self.conns if c.passive and not c.accepted]
+        # the child whose remote port the agent names; a proxying stack (slirp,
+        # passt) names its host-side client: then the oldest child not yet accepted
+        conn = next((c for c in waiting if c.peer.port == peer_port), waiting[0] if waiting else None)
         if conn is None:
             conn = self.new_conn(True, peer_port, self.config.bind_port)
         conn.accepted = True
@@ -947,11 +965,11 @@ class Runner:
         bind = [self.stack.sut_addr, self.config.bind_port] if f.bound else None
         cursor = len(self.trace.entries)
         reply, err = self.call(ev, "connect", family=f.family, address=self.stack.peer_addr,
-                               port=self.config.connect_port, bind=bind, options=dict(f.pending))
+                               port=self.connect_port(), bind=bind, options=dict(f.pending))
         if err:
             return -1, err
         f.id = reply["id"]
-        conn = self.new_conn(False, self.config.connect_port, self.config.bind_port if f.bound else None)
+        conn = self.new_conn(False, self.connect_port(), self.config.bind_port if f.bound else None)
         conn.peer.cursor = cursor
         conn.fd = f
         f.conn = conn
