@@ -63,7 +63,8 @@ from .packets import MOD, Flow, Live, PacketError, aggregate, continues, inbound
 from .symbols import EPOLL_FLAGS, ERRNO, MSG_FLAGS, OPTION_NAME, POLL_EVENTS, SYMBOLS, names_of
 
 SPIN = 0.0002                  # the last stretch before an event's time is spun, not slept
-ANY_TIME_LIMIT = 180.0         # a `*` packet has no deadline in packetdrill; its runner kills a script after 180 s
+ANY_TIME_LIMIT = 180.0
+PATIENCE = 0.5                 # how long a call expected to succeed waits for the SUT to take in our packets         # a `*` packet has no deadline in packetdrill; its runner kills a script after 180 s
 O_RDWR, O_NONBLOCK = 0x2, 0o4000
 FD_CALLS = ("socket", "accept", "open", "epoll_create")
 
@@ -352,6 +353,7 @@ class Runner:
         self._blocking_returned: float | None = None
         self._blocked = threading.Event()
         self._switch = sys.getswitchinterval()
+        self._patient = False
 
     # --- outcome helpers ---------------------------------------------------------------------------
     def fail(self, ev: ast.Event, what: str, expected: str, seen: str):
@@ -872,16 +874,26 @@ class Runner:
         if sc.name in ARGC and len(args) not in ARGC[sc.name]:
             self.fail(ev, f"Expected {' or '.join(map(str, ARGC[sc.name]))} args but got {len(args)}", sc.text(),
                       f"{len(args)} arguments")
+        self._patient = not blocking and self.expects_success(ev, sc)
         return fn(ev, sc, args, blocking, until)
 
+    def expects_success(self, ev, sc: ast.Syscall) -> bool:
+        try:
+            return self.eval(sc.result, ev) >= 0
+        except (ScriptFailure, Unsupported):
+            return False
+
     def wait_time(self, f: Fd | None, blocking: bool, until: float | None, nonblock_flag: bool = False) -> float:
-        """How long a call may wait: a `...` call until its deadline; a
-        non-blocking one the settle time (the SUT takes in what we injected);
-        a blocking call written without `...` the same (it must not block)."""
+        """How long a call may wait: a `...` call until its deadline; one
+        that must not block, the time the SUT may take to take in what the
+        script injected before it (a user-space stack does it on its own
+        thread, a busy kernel in ksoftirqd): up to PATIENCE where the script
+        expects the call to succeed (it returns as soon as it can), the
+        tolerance where it expects EAGAIN (the wait is the answer)."""
         if blocking and until is not None and not (f is not None and f.nonblocking) and not nonblock_flag:
             self.blocks_now()
             return max(0.0, until - time.monotonic())
-        return self.settle
+        return max(self.settle, PATIENCE) if self._patient else self.settle
 
     def blocks_now(self) -> None:
         """The blocking thread's next agent call is the one that blocks: the
