@@ -71,6 +71,8 @@ CATEGORIES = Path(__file__).resolve().parent.parent / "reports" / "categories.js
 RESULT_FILES = ("*-result.json", "*-container.json", "*-attachment*", "environment.properties",
                 "categories.json", "executor.json")
 TOOLS = ("scapy", "pyroute2", "pytest", "pytest-xdist", "allure-pytest")
+# packetdrill scripts (.pkt files) are collected by a plugin of their own
+pytest_plugins = ["harness.packetdrill.plugin"]
 
 
 def pytest_addoption(parser):
