@@ -160,7 +160,7 @@ class AdvertisedWindow:
 
 LWIP_RULES = [
     # (cell, row whose rules lwIP's profile documents, the requirement the failure names)
-    ("established.ack-data.acks-above-snd-nxt-server", "ack.unsent", "RFC9293/3.10.7.4"),    # two ACKs, one now
+    ("established.fin-ack.acks-above-snd-nxt-server", "ack.unsent", "RFC9293/3.10.7.4"),     # two ACKs, one now
     ("syn-received.syn-ack.rcv-nxt-passive", "syn.passive", "RFC9293/3.10.7.4"),              # its SYN taken as text
     ("time-wait.syn.in-window", "syn.challenge", "RFC5961/4.2"),                              # RFC 793's reset
     ("close-wait.rst.past-window", "seq.unacceptable-rst", "RFC9293/3.10.7.4"),               # the right edge
