@@ -354,6 +354,8 @@ dl.legend dt { margin: 0; } dl.legend dd { margin: 0; color: #334155; }
 .claim h3 { margin: 0 0 6px; font-size: 15px; }
 .holds { color: #15803d; font-weight: 700; } .differs { color: #b45309; font-weight: 700; }
 .variant { color: #64748b; }
+table.grid td.v { min-width: 64px; font-size: 11px; font-weight: 600; line-height: 1.3; }
+table.grid th { font-size: 12px; white-space: nowrap; }
 """
 
 
@@ -478,11 +480,15 @@ class Row:
 
 def rows(results: list[Result], catalog: dict) -> list[Row]:
     """One row per case: the catalog's, in catalog order, then any case only
-    the results know (run from another checkout)."""
+    the results know (run from another checkout). The state x event matrix's
+    generated cells have a page of their own (states.html)."""
     out: dict = {}
     for cid, c in catalog.items():
-        out[cid] = Row(cid, c.title, c.level, tuple(c.requirements), tuple(c.seed), {})
+        if not is_cell(cid):
+            out[cid] = Row(cid, c.title, c.level, tuple(c.requirements), tuple(c.seed), {})
     for r in results:
+        if is_cell(r.case):
+            continue
         row = out.setdefault(r.case, Row(r.case, r.title, r.level, r.requirements, r.seeds, {}))
         row.cells.setdefault((r.stack, r.family), []).append(r)
     return list(out.values())
@@ -535,6 +541,10 @@ def matrix_html(ctx: Context) -> str:
                     f'<td class="mono">{"<br>".join(requirement_link(q) for q in row.requirements)}</td>'
                     f"<td>{seeds}</td>" + "".join(verdict_cell(row.cells.get(c, []), ctx) for c in cols) + "</tr>")
     out.append(f"<h2>Cases</h2><table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>")
+    cells = [r for r in results if is_cell(r.case)]
+    if cells:
+        out.append(f'<p>The state x event matrix ({len({r.case for r in cells})} generated cases, {len(cells)} results) '
+                   f'is on the <a href="states.html">state x event page</a>: {html.escape(cell_text(cells))}.</p>')
     sub = (f"{len(results)} results from {html.escape(', '.join(ctx.sources))}; built "
            f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}.")
     return frame("matrix", "TCP conformance matrix", sub, "".join(out), ctx)
@@ -572,6 +582,151 @@ def matrix_markdown(results: list[Result], catalog: dict) -> str:
 @page("matrix", "conformance matrix")
 def matrix_page(ctx: Context) -> dict:
     return {"matrix.html": matrix_html(ctx), "matrix.md": matrix_markdown(ctx.results, ctx.catalog)}
+
+
+# --- the state x event matrix ----------------------------------------------------------------
+
+def is_cell(case: str) -> bool:
+    """A generated case of the state x event matrix: matrix.<state>.<event>.<position>."""
+    return case.startswith("matrix.") and case.count(".") == 3
+
+
+def _grid(results: list[Result]) -> dict:
+    """(state, event) -> [Result], for the matrix's cells."""
+    from .matrix import EVENTS
+    from .rules import STATES
+    by_slug = {st.lower(): st for st in STATES}
+    out: dict = {(st, ev): [] for st in STATES for ev in EVENTS}
+    for r in results:
+        _, state, event, _ = r.case.split(".")
+        if (by_slug.get(state), event) in out:
+            out[(by_slug[state], event)].append(r)
+    return out
+
+
+def _anchor(state: str, event: str) -> str:
+    return f"cell-{state.lower()}-{event}"
+
+
+def _grid_html(results: list[Result], ctx: Context, title: str) -> str:
+    """States down, events across: each cell coloured by its worst verdict,
+    with its counts, linking to the list of its cases below."""
+    from .matrix import EVENTS
+    grid = _grid(results)
+    head = "<tr><th>state \\ event</th>" + "".join(
+        f'<th title="{html.escape(EVENTS[e][2])}">{html.escape(e)}</th>' for e in EVENTS) + "</tr>"
+    body = []
+    for state in dict.fromkeys(st for st, _ in grid):
+        cells = []
+        for event in EVENTS:
+            rs = grid[(state, event)]
+            if not rs:
+                cells.append('<td class="v none">not run</td>')
+                continue
+            lines = "<br>".join(html.escape(f"{word(v)} {n}") for v, n in counts(rs))
+            cells.append(f'<td class="v {css(worst(rs))}"><a href="#{_anchor(state, event)}">{lines}</a></td>')
+        body.append(f"<tr><th>{html.escape(state)}</th>{''.join(cells)}</tr>")
+    return (f"<h2>{html.escape(title)}</h2><p>{html.escape(verdict_line(results)) if results else ''}</p>"
+            f'<table class="grid"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def _departures(results: list[Result]) -> str:
+    """Each stack's documented deviations, grouped by the rule they depart
+    from (a profile's [[rule]] entries speak per rule, not per cell)."""
+    out = []
+    for stack in stacks_of(results):
+        by_rule: dict = {}
+        for r in results:
+            if r.stack == stack and r.verdict in DEVIATIONS:
+                m = re.search(r"Documented deviation from (\S+) \(a (\w+) rule\)", r.message)
+                rule = m.group(1) if m else "?"
+                rows_ = re.findall(r"\(([a-z0-9]+\.[a-z0-9-]+): ", r.message)
+                key = (rule, rows_[0] if rows_ else "")
+                by_rule.setdefault(key, []).append(r)
+        if not by_rule:
+            continue
+        items = "".join(
+            f"<tr><td>{rfc_link(rule)}</td><td><code>{html.escape(row)}</code></td><td>{len(rs)}</td>"
+            f"<td>{badge(worst(rs))}</td><td class=\"small\">{html.escape(first_line(rs[0].message))}</td></tr>"
+            for (rule, row), rs in sorted(by_rule.items(), key=lambda kv: -len(kv[1])))
+        out.append(f"<h3>{html.escape(stack)}</h3><table><thead><tr><th>rule</th><th>row</th><th>tests</th>"
+                   f"<th>level</th><th>the stack instead (one example)</th></tr></thead><tbody>{items}</tbody></table>")
+    return ("<h2>Documented deviations, by rule</h2><p class=\"small\">A profile's <code>[[rule]]</code> entry "
+            "documents a departure from one row of harness/rules.py once; every cell that row decides follows.</p>"
+            + "".join(out)) if out else ""
+
+
+def _cell_lists(results: list[Result], ctx: Context) -> str:
+    """Below the grids: every cell's cases, one row per case (position),
+    the verdicts by stack and family, each linked to its Allure page."""
+    from .matrix import EVENTS
+    cols = columns(results)
+    grid = _grid(results)
+    out = ["<h2>The cells and their cases</h2>"]
+    for (state, event), rs in grid.items():
+        if not rs:
+            continue
+        by_case: dict = {}
+        for r in rs:
+            by_case.setdefault(r.case, {}).setdefault((r.stack, r.family), []).append(r)
+        head = "<tr><th>case</th><th>requirements</th>" + "".join(
+            f"<th>{html.escape(st)}<br>{html.escape(f)}</th>" for st, f in cols) + "</tr>"
+        body = []
+        for cid in sorted(by_case):
+            c = ctx.catalog.get(cid)
+            title = c.title if c else rs[0].title
+            reqs = c.requirements if c else ()
+            body.append(f'<tr id="{html.escape(cid)}"><td><code>{html.escape(cid.split(".", 2)[2])}</code><br>'
+                        f'<span class="small">{html.escape(title)}</span></td>'
+                        f'<td class="mono">{"<br>".join(requirement_link(q) for q in reqs)}</td>'
+                        + "".join(verdict_cell(by_case[cid].get(k, []), ctx) for k in cols) + "</tr>")
+        out.append(f'<h3 id="{_anchor(state, event)}">{html.escape(state)} x {html.escape(EVENTS[event][2])} '
+                   f'<span class="small">({html.escape(cell_text(rs))})</span></h3>'
+                   f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>")
+    return "".join(out)
+
+
+def states_html(ctx: Context) -> str:
+    cells = [r for r in ctx.results if is_cell(r.case)]
+    stacks = stacks_of(cells)
+    body = ['<p>Every RFC 9293 state meets every kind of segment, at the sequence and acknowledgment numbers where '
+            'implementations go wrong. The cases are generated from one table, <code>harness/rules.py</code> '
+            '(RFC 9293 §3.10.7 with RFC 5961); each names the rule that decides it. A grid cell counts the verdicts '
+            'of its cases (positions, openings, families) and opens their list.</p>', legend(levels=False)]
+    if not cells:
+        body.append("<p>No results of the state x event matrix: run <code>pytest conformance/ -m matrix</code>.</p>")
+    if len(stacks) > 1:
+        body.append(_grid_html(cells, ctx, f"All stacks ({', '.join(stacks)})"))
+    for st in stacks:
+        body.append(_grid_html([r for r in cells if r.stack == st], ctx, st))
+    body += [_departures(cells), _cell_lists(cells, ctx)]
+    sub = (f"{len(cells)} results of {len({r.case for r in cells})} cases from {html.escape(', '.join(ctx.sources))}; "
+           f"built {time.strftime('%Y-%m-%d %H:%M:%S %Z')}.")
+    return frame("states", "State x event matrix", sub, "".join(body), ctx)
+
+
+def states_markdown(results: list[Result]) -> str:
+    from .matrix import EVENTS
+    cells = [r for r in results if is_cell(r.case)]
+    lines = ["## State x event matrix", ""]
+    for st in stacks_of(cells):
+        rs = [r for r in cells if r.stack == st]
+        grid = _grid(rs)
+        lines += [f"### {st}: {verdict_line(rs)}", "", "| state | " + " | ".join(EVENTS) + " |",
+                  "|---|" + "---|" * len(EVENTS)]
+        for state in dict.fromkeys(s_ for s_, _ in grid):
+            row = []
+            for event in EVENTS:
+                c = grid[(state, event)]
+                row.append(f"{VERDICTS.get(worst(c), ('', '', ''))[2]} {len(c)}" if c else "-")
+            lines.append(f"| {state} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+@page("states", "state x event matrix")
+def states_page(ctx: Context) -> dict:
+    return {"states.html": states_html(ctx), "states.md": states_markdown(ctx.results)}
 
 
 # --- the seed-claims page -------------------------------------------------------------------

@@ -143,7 +143,7 @@ RULES = (
          text="SYN-SENT, fifth: neither SYN nor RST: drop the segment"),
     # --- §3.10.7.4 first: check sequence number (Table 6) ------------------------------------
     Rule("seq.crossing-syn-ack", ("SYN-RECEIVED",), "seq", "SYN and ACK and SEG.SEQ + 1 = RCV.NXT", then=CONTINUE,
-         do="TRIM", source="RFC9293/3.10.7.4",
+         do="TRIM; SYN := False", source="RFC9293/3.10.7.4",
          text="first, check sequence number: in SYN-RECEIVED, the peer's SYN-ACK crossing ours carries its SYN again "
               "(SEG.SEQ = RCV.NXT-1): the old SYN is trimmed and the ACK processed (RFC 9293 Figure 7, line 7)"),
     Rule("seq.unacceptable-rst", _SYNC, "seq", "not ACCEPTABLE and RST", source="RFC9293/3.10.7.4",
@@ -153,7 +153,7 @@ RULES = (
               "and is dropped"),
     Rule("seq.trim", _SYNC, "seq", "SEG.SEQ < RCV.NXT", then=CONTINUE, do="TRIM", source="RFC9293/3.10.7.4",
          text="first, check sequence number: a segment that straddles RCV.NXT is processed from RCV.NXT on, its old "
-              "part (SYN first, then text) trimmed off"),
+              "part (the SYN's octet first, then text) trimmed off; a SYN bit stays for the fourth check"),
     # --- second: check the RST bit (RFC 5961 §3) ---------------------------------------------
     Rule("rst.exact", _SYNC, "rst", "RST and SEG.SEQ = RCV.NXT", next=RESET, source="RFC5961/3.2",
          text="second, check the RST bit: SEG.SEQ exactly RCV.NXT resets the connection "
@@ -334,24 +334,25 @@ class Answer:
 
 
 def parse_answer(text: str) -> list:
-    """`nothing`, or <SEQ=..><ACK=..><CTL=..> (several, in order, joined by
-    ` then `: a stack's answer of more than one segment) -> [(ctl, seq Expr,
-    ack Expr)]."""
+    """`nothing`, or <SEQ=..><ACK=..><CTL=..>, or several such segments sent
+    one after the other, joined by ` then ` -> [(ctl, seq Expr, ack Expr)]."""
     if text == NOTHING:
         return []
-    out = []
-    for part in text.split(" then "):
-        fields = dict(_FIELD.findall(part))
-        if not fields or _FIELD.sub("", part).strip() or "CTL" not in fields:
-            raise NotationError(f"an answer is `nothing` or <SEQ=..><ACK=..><CTL=..>, not {text!r}")
-        ctl = set()
-        for name in fields["CTL"].split(","):
-            if name.strip() not in _CTL:
-                raise NotationError(f"{text!r}: unknown control bit {name!r}")
-            ctl.add(_CTL[name.strip()])
-        out.append((frozenset(ctl), Expr(fields["SEQ"]) if "SEQ" in fields else None,
-                    Expr(fields["ACK"]) if "ACK" in fields else None))
-    return out
+    return [_parse_segment(part, text) for part in text.split(" then ")]
+
+
+def _parse_segment(part: str, text: str) -> tuple:
+    fields = dict(_FIELD.findall(part))
+    if not fields or _FIELD.sub("", part).strip() or "CTL" not in fields:
+        raise NotationError(f"an answer is `nothing` or <SEQ=..><ACK=..><CTL=..> (several joined by ` then `), "
+                            f"not {text!r}")
+    ctl = set()
+    for name in fields["CTL"].split(","):
+        if name.strip() not in _CTL:
+            raise NotationError(f"{text!r}: unknown control bit {name!r}")
+        ctl.add(_CTL[name.strip()])
+    return (frozenset(ctl), Expr(fields["SEQ"]) if "SEQ" in fields else None,
+            Expr(fields["ACK"]) if "ACK" in fields else None)
 
 
 def parse_do(text: str) -> list:
@@ -417,12 +418,15 @@ def _accept(env: dict) -> None:
 
 def _trim(env: dict) -> None:
     """Keep the part of the segment from RCV.NXT on: the old octets go, the
-    SYN first (it comes first in sequence space), then text, then the FIN."""
+    SYN's first (it comes first in sequence space), then text, then the FIN.
+    The SYN bit itself stays: the fourth check looks at it "irrespective of
+    the sequence number" (RFC 9293 §3.10.7.4, RFC 5961 §4.2); a row that
+    drops it says so (`SYN := False`)."""
     old = _diff(env["RCV_NXT"], env["SEG_SEQ"])
     if old <= 0:
         return
     if env["SYN"]:
-        env["SYN"], old = False, old - 1
+        old -= 1
     cut = min(old, env["TEXT"])
     env["TEXT"], old = env["TEXT"] - cut, old - cut
     if old > 0 and env["FIN"]:

@@ -205,9 +205,9 @@ def test_matrix_puts_stacks_side_by_side_with_verdicts(two_stacks):
     # what the words mean is on the page
     for text in ("seed claims</b>: the claims S1..S21", "<b>documented</b>", "MUST DEVIATION", "SHOULD DEVIATION"):
         assert text in page
-    # every catalog case has a row, run or not
+    # every catalog case has a row, run or not (the state x event cells: on their own page)
     for cid in catalog:
-        assert f"<code>{cid}</code>" in page
+        assert (f"<code>{cid}</code>" in page) != report.is_cell(cid)
     md = report.matrix_markdown(results, catalog)
     assert "| case | level | linux ipv4 | linux ipv6 | lwip ipv4 | lwip ipv6 |" in md
     assert "❌ FAIL 1" in md and "⏱️" in md and "### Not passed" in md and "### Documented deviations" in md
@@ -242,6 +242,35 @@ def test_another_page_is_one_registered_function(two_stacks, tmp_path, monkeypat
     assert 'class="here">an extra page</a>' in (tmp_path / "extra.html").read_text()
     assert report.main(["matrix", *map(str, two_stacks), "--out", str(tmp_path)]) == 0
     assert '<a href="extra.html">an extra page</a>' in (tmp_path / "matrix.html").read_text()
+
+
+# --- the state x event page ------------------------------------------------------------------
+
+def test_the_state_x_event_page_grids_the_cells_per_stack_and_merged(tmp_path):
+    """States down, events across, one grid per stack and one merged; a
+    cell counts its verdicts and opens its cases; deviations by rule; the
+    conformance matrix leaves the generated cells to this page."""
+    linux, lwip = tmp_path / "linux", tmp_path / "lwip"
+    linux.mkdir()
+    lwip.mkdir()
+    dev = ("Documented deviation from RFC5961/3.2 (a MUST rule) of lwip: nothing, then TIME-WAIT "
+           "(rst.in-window: second, check the RST bit)")
+    for fam in ("ipv4", "ipv6"):
+        allure_result(linux, "linux", "matrix.time-wait.rst.in-window", fam, "passed", test="test_cell")
+        allure_result(lwip, "lwip", "matrix.time-wait.rst.in-window", fam, "failed", dev, test="test_cell")
+        allure_result(linux, "linux", "matrix.closed.syn.any", fam, "passed", test="test_cell")
+        allure_result(linux, "linux", "handshake.lost-third-ack", fam, "passed", test="test_synack")
+    assert report.main(["states", str(linux), str(lwip), "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "states.html").read_text()
+    assert page.count('<table class="grid">') == 3                  # all stacks, linux, lwip
+    assert 'href="#cell-time-wait-rst"' in page and 'id="cell-time-wait-rst"' in page
+    assert "MUST DEVIATION 2" in page and "rst.in-window" in page
+    md = (tmp_path / "states.md").read_text()
+    assert "| TIME-WAIT |" in md and "### lwip" in md
+    assert report.main(["matrix", str(linux), "--out", str(tmp_path)]) == 0
+    matrix = (tmp_path / "matrix.html").read_text()
+    assert 'id="matrix.closed.syn.any"' not in matrix and 'href="states.html"' in matrix
+    assert 'id="handshake.lost-third-ack"' in matrix
 
 
 # --- the seed-claims page ----------------------------------------------------------------------
