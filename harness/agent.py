@@ -56,7 +56,9 @@ and "message" (one line for a human).
   {"op":"getsockopt","id":C,"name":NAME}           -> {"value":V}
   {"op":"error","id":C}                            -> {"error":ERRNO_NAME|null}   (pending socket error)
   {"op":"state","port":P|null}                     -> {"sockets":[{"local":[a,p],"remote":[a,p],"state":RFC_NAME}]}
-        (where the stack can report TCP state; RFC 9293 state names, e.g. "SYN-RECEIVED")
+        (where the stack can report TCP state; RFC 9293 state names, e.g. "SYN-RECEIVED";
+        a socket may add "rcv_wnd": its receive window in octets, which a scaled window
+        field shows only rounded down)
   {"op":"sysctl","name":"net.ipv4.tcp_synack_retries","value":V|null} -> {"value":OLD}
         (agents on hosts with tunables; sets it when value is given)
   {"op":"poll","fds":[[C,["POLLIN","POLLOUT"]],..],"timeout":T} -> {"revents":[["POLLOUT"],..]}

@@ -161,7 +161,7 @@ VALUE_KEYS = {"sysctl", "value", "default", "doc", "unit", "scale"}
 DEVIATION_KEYS = {"case", "tests", "families", "params", "reason", "rule"}
 BEHAVIOUR_KEYS = {"answer", "rule", "follows", "note"}
 BEHAVIOUR_OPTIONAL = {"requires"}        # what the rule requires, in a sentence (a deviation's report page)
-RULE_KEYS = {"row", "states", "when", "answer", "next", "then", "do", "source"}
+RULE_KEYS = {"row", "states", "when", "answer", "next", "then", "do", "source", "now"}
 
 
 @dataclass
@@ -345,8 +345,11 @@ def _override(entry, where: str):
                                f"the stack says so (its code or documentation, the function named)")
     if not isinstance(entry.get("states", []), list):
         raise CatalogError(f"{at}: states is a list of RFC 9293 state names")
+    if not isinstance(entry.get("now", False), bool):
+        raise CatalogError(f"{at}: now is true (its ACK leaves at once) or false")
     o = Override(entry["row"], entry.get("answer", "nothing"), entry.get("next", "same"), entry.get("then", "return"),
-                 entry.get("do", ""), tuple(entry.get("states", ())), entry.get("when", ""), entry["source"])
+                 entry.get("do", ""), tuple(entry.get("states", ())), entry.get("when", ""), entry["source"],
+                 entry.get("now", False))
     try:
         check_override(o)
     except NotationError as e:

@@ -52,8 +52,20 @@ class Connection:
             return tcb
         tcb.update(ISS=p.irs, SND_UNA=self.snd_una, SND_NXT=p.rcv_nxt)
         if self.state in SYNCHRONIZED:
-            tcb.update(RCV_NXT=p.snd_nxt % MOD, RCV_WND=p.sut_window, MAX_SND_WND=self.max_snd_wnd())
+            tcb.update(RCV_NXT=p.snd_nxt % MOD, RCV_WND=self.rcv_wnd(), MAX_SND_WND=self.max_snd_wnd())
         return tcb
+
+    def rcv_wnd(self) -> int:
+        """RCV.WND: the stack's own where its state report gives it, else
+        the window it last advertised. A scaled window field is RCV.WND
+        shifted right, rounded down (RFC 7323 §2.3): lwIP's 65535 octets
+        read as 65534, and the window's edges would be misplaced by one."""
+        p = self.peer
+        if "state" in self.stack.capabilities:
+            for s in self.stack.states(p.sut_port):
+                if s["local"][1] == p.sut_port and s["remote"][1] == p.port and "rcv_wnd" in s:
+                    return s["rcv_wnd"]
+        return p.sut_window
 
     def max_snd_wnd(self) -> int:
         """MAX.SND.WND: the largest window the peer has advertised on this

@@ -116,6 +116,7 @@ class EthernetLink(Link):
         self.addresses = addresses
         self.sut_addr = sut_addr
         self.sut_mac: str | None = None
+        self.answered = False       # the SUT answered a solicitation of ours (see resolve)
         # The SUT's MAC where the stack fixes it: neighbour solicitations then
         # go to it and its address (unicast, RFC 4861 §7.2.2), for stacks that
         # do not listen on the solicited-node multicast group (lwIP without MLD).
@@ -157,6 +158,7 @@ class EthernetLink(Link):
                                      ARP(op=2, hwsrc=self.mac, psrc=arp.pdst, hwdst=arp.hwsrc, pdst=arp.psrc)))
             if arp.psrc == self.sut_addr:
                 self.sut_mac = arp.hwsrc
+                self.answered = self.answered or (arp.op == 2 and arp.pdst == self.addresses.get("ipv4"))
             return None
         if eth.type == ETH_P_IPV6 and IPv6 in eth:
             if ICMPv6ND_NS in eth and eth[ICMPv6ND_NS].tgt == self.addresses.get("ipv6"):
@@ -172,6 +174,7 @@ class EthernetLink(Link):
             if ICMPv6ND_NA in eth:
                 if eth[ICMPv6ND_NA].tgt == self.sut_addr:
                     self.sut_mac = eth.src
+                    self.answered = self.answered or bool(eth[ICMPv6ND_NA].S)
                 return None
             if ICMPv6ND_NS in eth or _is_mld(frame):
                 return None
@@ -184,15 +187,20 @@ class EthernetLink(Link):
 
     def resolve(self, within: float = 3.0) -> str:
         """The SUT's MAC, asked with ARP or a neighbour solicitation (retried
-        every 200 ms) until `within` seconds have passed."""
+        every 200 ms) until the SUT answers one, or `within` seconds have
+        passed. Only its answer proves that our frames reach it: a frame of
+        its own (a gratuitous ARP when its interface comes up) does not, and
+        a TAP's kernel side drops what is sent to it until the carrier the
+        agent brought up has activated its queue (linkwatch, later under
+        load)."""
         deadline = time.monotonic() + within
-        while self.sut_mac is None:
+        while not self.answered:
             if time.monotonic() >= deadline:
                 raise LinkError(f"{self.sut_addr} does not answer "
                                 f"{'ARP' if ':' not in self.sut_addr else 'neighbour solicitations'} on {self.ifname}")
             self._send_frame(self._solicit())
             end = min(deadline, time.monotonic() + 0.2)
-            while self.sut_mac is None and time.monotonic() < end:
+            while not self.answered and time.monotonic() < end:
                 self.poll(end)
         return self.sut_mac
 

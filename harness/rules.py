@@ -28,7 +28,8 @@ first row whose state and condition match fires: its assignments change the
 variables, its answer is recorded, its next state taken, and it either
 returns or lets processing continue with the next check. ACKs the checks
 send are one ACK in the end, <SEQ=SND.NXT><ACK=RCV.NXT>, with the variables
-as processing left them (RFC 9293: "piggybacked ... if possible").
+as processing left them (RFC 9293: "piggybacked ... if possible"), unless
+a stack's row sends its ACK `now`, before processing goes on.
 """
 from __future__ import annotations
 
@@ -91,6 +92,7 @@ class Rule:
     source: str = "RFC9293/3.10.7.4"
     text: str = ""               # the paragraph, paraphrased
     delayed: bool = False        # the answer may wait for the delayed-ACK timer (RFC 9293 §3.8.6.3)
+    now: bool = False            # its ACK leaves at once, as the variables are, not in the one ACK sent last
     also: tuple = ()             # other requirement ids the row checks (RFC 9293's MAY-12, MAY-13)
 
 
@@ -459,13 +461,14 @@ class Override:
     states: tuple = ()
     when: str = ""
     source: str = ""
+    now: bool = False
 
     def rule(self) -> Rule:
         base = ROWS[self.row]
         when = f"({base.when}) and ({self.when})" if self.when else base.when
         return replace(base, id=f"{self.row}@stack", states=self.states or base.states, when=when,
                        answer=self.answer, next=self.next, then=self.then, do=self.do, level="MUST",
-                       text=f"documented: {self.source}")
+                       now=self.now, text=f"documented: {self.source}")
 
 
 def check_override(o: Override) -> None:
@@ -558,7 +561,7 @@ def arrive(state: str, tcb: dict, seg: Segment, overrides=()) -> Outcome:
             if do:
                 _accept(env)
             for ctl, seq, ackno in answer:
-                if ctl == frozenset("A"):          # every ACK the checks send is one ACK, sent last
+                if ctl == frozenset("A") and not rule.now:     # the ACKs the checks send are one, sent last
                     ack = "MUST" if rule.level != "MAY" or ack == "MUST" else "MAY"
                     delayed = delayed or rule.delayed
                 else:

@@ -239,6 +239,18 @@ def test_a_stack_may_read_table_6_its_own_way():
     assert said(j.rfc) == "nothing" and said(j.documented) == "<SEQ=1011><ACK=5001><CTL=ACK>" and j.departs
 
 
+def test_a_stack_may_send_an_ack_now_and_go_on_processing():
+    # an ACK of unsent data with one octet of text: RFC 9293 acknowledges and drops it
+    data = seg("<SEQ=5001><ACK=1012><CTL=ACK><DATA=1>")
+    merged = Override("ack.unsent", "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>", then="continue", source="one ACK, last")
+    assert said(judge("ESTABLISHED", EST, data, [merged]).documented) == "<SEQ=1011><ACK=5002><CTL=ACK>"
+    now = Override("ack.unsent", "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>", then="continue", now=True,
+                   source="tcp_send_empty_ack() at once, then the text")
+    j = judge("ESTABLISHED", EST, data, [now])
+    assert said(j.documented) == "<SEQ=1011><ACK=5001><CTL=ACK> <SEQ=1011><ACK=5002><CTL=ACK>"
+    assert [a.delayed for a in j.documented.answers] == [False, True] and [r.id for r in j.departs] == ["ack.unsent"]
+
+
 # --- the matrix -------------------------------------------------------------------------------------
 
 def test_every_cell_of_the_grid_has_cases_and_ids_are_unique_and_stable():
@@ -285,3 +297,6 @@ def test_profiles_document_their_rules_in_the_table_notation(tmp_path):
     (tmp_path / "y.toml").write_text('stack = "y"\n[[rule]]\nrow = "rst.exact"\n')
     with pytest.raises(CatalogError, match="needs 'source'"):
         Profile.load("y", tmp_path)
+    (tmp_path / "z.toml").write_text('stack = "z"\n[[rule]]\nrow = "ack.unsent"\nnow = "yes"\nsource = "s"\n')
+    with pytest.raises(CatalogError, match="now is true"):
+        Profile.load("z", tmp_path)

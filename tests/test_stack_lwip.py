@@ -10,7 +10,9 @@ import time
 import pytest
 
 from conftest import ROOT
-from faults import Fault, FaultPlugin
+from faults import Fault, FaultPlugin, assert_case_passes
+from harness.connection import Connection
+from harness.plugin import STATE
 from harness.agent import AppError
 from harness.stacks import StackConfig
 from harness.stacks.lwip import LwipStack
@@ -70,6 +72,9 @@ def test_agent_speaks_protocol_1(lwip):
     listener = lwip.app.listen(7)
     anyaddr = "0.0.0.0" if lwip.family == "ipv4" else "::"
     assert lwip.states(7) == [{"local": [lwip.sut_addr, 7], "remote": [anyaddr, 0], "state": "LISTEN"}]
+    lwip.app.connect(lwip.peer_addr, 9, bind_port=1234)
+    assert lwip.states(1234) == [{"local": [lwip.sut_addr, 1234], "remote": [lwip.peer_addr, 9], "state": "SYN-SENT",
+                                  "rcv_wnd": 65535}]      # TCP_WND, which the scaled window field shows as 65534
     with pytest.raises(AppError) as e:
         lwip.app.accept(listener, timeout=0.05)
     assert e.value.error == "EAGAIN"
@@ -127,3 +132,66 @@ def test_smoke_cases_fail_against_lwip_when_broken(run_case, test, fault, requir
     assert requirement in out and "expected:" in out and "seen:" in out
     if fault.action == "delay":
         assert "timing:" in out
+
+
+# --- the state x event matrix on lwIP ------------------------------------------------------------
+
+class WithoutRules:
+    """lwIP's profile without its [[rule]] entries for one row of the table."""
+
+    def __init__(self, row):
+        self.row = row
+
+    @pytest.fixture(autouse=True)
+    def _tcpconf_without_rules(self, request, monkeypatch):
+        profile = request.config.stash[STATE]["profile"]
+        monkeypatch.setattr(profile, "rules", tuple(o for o in profile.rules if o.row != self.row))
+        yield
+
+
+class AdvertisedWindow:
+    """The matrix taking RCV.WND from the window field, as before the agent reported it."""
+
+    @pytest.fixture(autouse=True)
+    def _tcpconf_advertised_window(self, monkeypatch):
+        monkeypatch.setattr(Connection, "rcv_wnd", lambda conn: conn.peer.sut_window)
+        yield
+
+
+LWIP_RULES = [
+    # (cell, row whose rules lwIP's profile documents, the requirement the failure names)
+    ("established.fin-ack.acks-above-snd-nxt-server", "ack.unsent", "RFC9293/3.10.7.4"),     # two ACKs, one now
+    ("syn-received.syn-ack.rcv-nxt-passive", "syn.passive", "RFC9293/3.10.7.4"),              # its SYN taken as text
+    ("time-wait.syn.in-window", "syn.challenge", "RFC5961/4.2"),                              # RFC 793's reset
+    ("close-wait.rst.past-window", "seq.unacceptable-rst", "RFC9293/3.10.7.4"),               # the right edge
+]
+
+
+def matrix_cell(test: str) -> str:
+    return f"conformance/test_matrix.py::test_cell[{test}-ipv4]"
+
+
+@pytest.mark.parametrize("test, row, requirement", LWIP_RULES, ids=[r[1] for r in LWIP_RULES])
+def test_a_matrix_cell_fails_without_the_lwip_rule_that_documents_it(run_case, test, row, requirement):
+    result = run_case(matrix_cell(test), "--stack", "lwip", plugins=[WithoutRules(row)])
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert requirement in out and f": {row}: " in out and "expected:" in out and "seen:" in out
+
+
+@pytest.mark.parametrize("test", [t for t, _, _ in LWIP_RULES])
+def test_the_lwip_matrix_cell_is_a_documented_deviation_with_its_rules(run_case, test):
+    result = run_case(matrix_cell(test), "--stack", "lwip", "-rx")
+    assert_case_passes(result)
+    assert result.parseoutcomes().get("xfailed") == 1 and "documented deviation of lwip" in result.stdout.str()
+
+
+def test_the_window_edges_are_lwips_own_not_the_scaled_field(run_case):
+    """lwIP's RCV.WND is 65535; its window field says 32767 << 1 = 65534. Read
+    from the field, 'one past the window' is lwIP's last octet, which it
+    accepts silently: the cell fails where nothing is wrong with lwIP."""
+    test = matrix_cell("established.ack.past-window-server")
+    assert_case_passes(run_case(test, "--stack", "lwip"))
+    result = run_case(test, "--stack", "lwip", plugins=[AdvertisedWindow()])
+    result.assert_outcomes(failed=1)
+    assert "RFC9293/3.10.7.4" in result.stdout.str() and "seq.unacceptable" in result.stdout.str()

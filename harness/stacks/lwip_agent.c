@@ -869,8 +869,11 @@ static void put_pcb_addr(struct buf *b, const ip_addr_t *a, u16_t port)
     bprintf(b, ",%u]", (unsigned)port);
 }
 
+/* One socket of the state report; `rcv_wnd` (the PCB's receive window in
+   octets, which a scaled window field shows only rounded down) where it has
+   one, -1 for a listener. */
 static void put_pcb(struct buf *b, int *first, int port, const ip_addr_t *local, u16_t lport,
-                    const ip_addr_t *remote, u16_t rport, int state)
+                    const ip_addr_t *remote, u16_t rport, int state, long rcv_wnd)
 {
     if (port >= 0 && port != lport && port != rport) return;
     bputs(b, *first ? "{" : ",{");
@@ -880,6 +883,7 @@ static void put_pcb(struct buf *b, int *first, int port, const ip_addr_t *local,
     bputs(b, ","); bstr(b, "state"); bputs(b, ":");
     if (state >= 0 && state < (int)(sizeof(STATES) / sizeof(STATES[0]))) bstr(b, STATES[state]);
     else bprintf(b, "\"%d\"", state);
+    if (rcv_wnd >= 0) bprintf(b, ",\"rcv_wnd\":%ld", rcv_wnd);
     bputs(b, "}");
 }
 
@@ -894,11 +898,13 @@ static int op_state(struct ctx *c, const struct jv *req)
     LOCK_TCPIP_CORE();
     for (l = tcp_listen_pcbs.listen_pcbs; l; l = l->next)
         put_pcb(&b, &first, port, &l->local_ip, l->local_port, IP_IS_V6(&l->local_ip) ? IP6_ADDR_ANY : IP4_ADDR_ANY, 0,
-                (int)l->state);
+                (int)l->state, -1);
     for (pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
-        put_pcb(&b, &first, port, &pcb->local_ip, pcb->local_port, &pcb->remote_ip, pcb->remote_port, (int)pcb->state);
+        put_pcb(&b, &first, port, &pcb->local_ip, pcb->local_port, &pcb->remote_ip, pcb->remote_port, (int)pcb->state,
+                (long)pcb->rcv_wnd);
     for (pcb = tcp_tw_pcbs; pcb; pcb = pcb->next)
-        put_pcb(&b, &first, port, &pcb->local_ip, pcb->local_port, &pcb->remote_ip, pcb->remote_port, (int)pcb->state);
+        put_pcb(&b, &first, port, &pcb->local_ip, pcb->local_port, &pcb->remote_ip, pcb->remote_port, (int)pcb->state,
+                (long)pcb->rcv_wnd);
     UNLOCK_TCPIP_CORE();
     bputs(&b, "]");
     field(c, "sockets");
