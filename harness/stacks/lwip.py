@@ -27,6 +27,7 @@ from .tap import BUILD, TapStack
 
 PACKAGES = ("liblwip-dev", "liblwip0")
 SOURCE = Path(__file__).with_name("lwip_agent.c")
+PROTO = Path(__file__).with_name("agent_proto.h")     # the protocol's plumbing, shared with lwipv6's agent
 TAPIF_H = Path("/usr/include/lwip/netif/tapif.h")
 
 
@@ -72,7 +73,7 @@ class LwipStack(TapStack):
             if shutil.which(tool) is None:
                 raise StackError(f"{tool} is not installed: apt-get install {package} (the lwIP agent is built with it)")
         agent = cls.agent_path()
-        if agent.exists() and agent.stat().st_mtime >= SOURCE.stat().st_mtime:
+        if agent.exists() and agent.stat().st_mtime >= max(SOURCE.stat().st_mtime, PROTO.stat().st_mtime):
             return
         flags = _run(["pkg-config", "--cflags", "--libs", "lwip"], "apt-get install pkg-config")
         if flags.returncode != 0:
