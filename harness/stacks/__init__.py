@@ -26,6 +26,7 @@ STACKS = {
     "remote": "harness.stacks.remote:RemoteStack",
     "gvisor": "harness.stacks.gvisor:GvisorStack",
     "lwip": "harness.stacks.lwip:LwipStack",
+    "lwipv6": "harness.stacks.lwipv6:Lwipv6Stack",
 }
 
 ADDRESSES = {
