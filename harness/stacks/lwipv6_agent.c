@@ -663,7 +663,7 @@ static int reader_idle(void)
     FILE *f;
     int nr = -1;
     snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)netif_tid);
-    if (!(f = fopen(path, "r"))) return 1;
+    if (!netif_tid || !(f = fopen(path, "r"))) return 1;
     if (!fgets(text, sizeof(text), f)) text[0] = 0;
     fclose(f);
     if (sscanf(text, "%d", &nr) != 1) return 0;    /* "running" */
@@ -792,10 +792,8 @@ static int start_lwipv6(const char *ifname, const char *spec)
         fprintf(stderr, "lwipv6-agent: lwIPv6 opened no /dev/net/tun\n");
         return -1;
     }
-    if (!(netif_tid = find_reader(gettid()))) {
-        fprintf(stderr, "lwipv6-agent: found no lwIPv6 thread polling the TAP\n");
-        return -1;
-    }
+    if (!(netif_tid = find_reader(gettid())))       /* settle() then waits for the queue alone */
+        fprintf(stderr, "lwipv6-agent: found no lwIPv6 thread polling the TAP (no /proc/self/task/*/syscall?)\n");
     if ((sync_fd = lwip_msocket(stack, AF_INET, SOCK_DGRAM, 0)) < 0) {
         fprintf(stderr, "lwipv6-agent: cannot open a UDP socket on lwIPv6: %s\n", strerror(errno));
         return -1;
