@@ -8,6 +8,9 @@ Rules of this file:
 - Case overhead: setup + call + teardown of the quick cases that wait on no
   timer, as pytest reports them.
 - Suite wall time / longest case: the full suite with xdist, `--suite`.
+- The state x event matrix, `--matrix`: its wall time for both families
+  with xdist (target: 3 minutes on 2 cores) and the per-case duration
+  (setup + call + teardown) p50 and p99.
 - Timer error: intervals between the SUT's SYN-ACK retransmissions measured
   from the Trace against the same intervals from kernel receive timestamps
   (SO_TIMESTAMPNS on an AF_PACKET capture in the SUT's namespace).
@@ -85,7 +88,7 @@ def case_overhead(rounds: int) -> list[float]:
     for _ in range(rounds):
         d = Durations()
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-            rc = pytest.main(["-q", "-p", "no:xdist", "-m", "not slow", str(ROOT / "conformance")], plugins=[d])
+            rc = pytest.main(["-q", "-p", "no:xdist", "-m", "not slow and not matrix", str(ROOT / "conformance")], plugins=[d])
         if rc not in (0,):
             raise SystemExit(f"bench: the quick cases did not pass (exit {rc})")
         out += list(d.per_item.values())
@@ -145,6 +148,18 @@ def suite_ratio(workers: int) -> tuple[float, float]:
             raise SystemExit(f"bench: the suite did not pass:\n{r.stdout[-2000:]}")
         longest = max(float(tc.get("time", 0)) for tc in ET.parse(junit).getroot().iter("testcase"))
     return wall, longest
+
+
+def matrix(workers: int, args: list[str]) -> tuple[float, list[float], dict]:
+    """(wall time, per-case durations, verdicts) of the whole matrix with xdist."""
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "conformance" / "test_matrix.py"), "-q",
+                        "-n", str(workers), f"--junitxml={junit}", *args], cwd=ROOT, capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        times = [float(tc.get("time", 0)) for tc in ET.parse(junit).getroot().iter("testcase")]
+        return wall, times, verdicts(junit)
 
 
 def timer_error(connections: int) -> tuple[list[float], list[float]]:
@@ -209,6 +224,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="runs of the quick cases for the overhead")
     ap.add_argument("--connections", type=int, default=40, help="half-open connections for the timer error")
     ap.add_argument("--suite", action="store_true", help="also run the full suite (slow cases: about 70 s)")
+    ap.add_argument("--matrix", action="store_true", help="only run the state x event matrix and time it")
     ap.add_argument("-n", "--workers", type=int, default=12, help="xdist workers for --suite and --verdicts")
     ap.add_argument("--verdicts", type=int, default=0, metavar="RUNS",
                     help="only run the suite RUNS times in a row and compare the verdicts")
@@ -222,6 +238,14 @@ def main(argv=None) -> int:
         for t in differ:
             print(f"  {t}: {[r.get(t) for r in runs]}")
         return 1 if differ else 0
+    if a.matrix:
+        wall, times, got = matrix(a.workers, pytest_args)
+        kinds = {k: sum(v == k for v in got.values()) for k in ("passed", "xfailed", "skipped", "failed")}
+        print(f"matrix wall time                {wall:7.1f} s   target <= 180 s   ({len(times)} tests, -n {a.workers}: "
+              + ", ".join(f"{n} {k}" for k, n in kinds.items() if n) + ")")
+        print(f"matrix case duration            p50 {percentile(times, 50) * 1e3:7.1f} ms  "
+              f"p99 {percentile(times, 99) * 1e3:7.1f} ms")
+        return 1 if kinds["failed"] else 0
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces): sudo .venv/bin/python -m harness.bench", file=sys.stderr)
         return 2

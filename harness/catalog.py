@@ -14,6 +14,10 @@ Rules of this file:
   (value = tunable * scale), so cases see one unit on every stack.
 - A profile may start from another (`base = "linux"`) and state only what
   differs, e.g. for another version of the same kernel.
+- The state x event matrix's cases (harness/matrix.py) are generated from
+  the rules table and join the catalog like any other; a profile's
+  [[rule]] entries replace a rule's row where the stack documents another
+  answer (harness/rules.py Override), each with its source.
 - Malformed files are rejected with one line naming the file, the entry and
   what to fix. Unknown keys are errors: a typo must not silently drop a rule.
 """
@@ -136,6 +140,10 @@ class Catalog:
                 if case.id in cat.cases:
                     raise CatalogError(f"{_rel(path)}: case {case.id!r} is also defined in {cat.cases[case.id].source}")
                 cat.cases[case.id] = case
+        if directory == CASES_DIR:
+            from .matrix import catalog_entries
+            for entry in catalog_entries():
+                cat.cases[entry["id"]] = _case(entry, "harness/matrix.py")
         return cat
 
     def __getitem__(self, cid: str) -> Case:
@@ -150,6 +158,7 @@ class Catalog:
 VALUE_KEYS = {"sysctl", "value", "default", "doc", "unit", "scale"}
 DEVIATION_KEYS = {"case", "tests", "families", "params", "reason", "rule"}
 BEHAVIOUR_KEYS = {"answer", "rule", "follows", "note"}
+RULE_KEYS = {"row", "states", "when", "answer", "next", "then", "do", "source"}
 
 
 @dataclass
@@ -160,6 +169,7 @@ class Profile:
     behaviour: dict
     deviations: list
     source: str
+    rules: tuple = ()              # harness.rules.Override, from [[rule]]
 
     @classmethod
     def load(cls, stack: str, directory: Path | None = None) -> "Profile":
@@ -168,7 +178,7 @@ class Profile:
             raise CatalogError(f"no profile for stack {stack!r}: create {_rel(path)} (see cases/profiles/linux.toml)")
         data = _load_toml(path)
         where = _rel(path)
-        extra = set(data) - {"stack", "title", "base", "values", "behaviour", "deviation"}
+        extra = set(data) - {"stack", "title", "base", "values", "behaviour", "deviation", "rule"}
         if extra:
             raise CatalogError(f"{where}: unknown top-level key {sorted(extra)[0]!r}")
         if data.get("stack") != stack:
@@ -180,6 +190,9 @@ class Profile:
             data = {**data, "values": {**base.values, **data.get("values", {})},
                     "behaviour": {**base.behaviour, **data.get("behaviour", {})},
                     "deviation": [*data.get("deviation", []), *base.deviations]}
+            inherited = base.rules
+        else:
+            inherited = ()
         values = data.get("values", {})
         for name, v in values.items():
             if not isinstance(v, dict):
@@ -210,7 +223,10 @@ class Profile:
                 raise CatalogError(f"{where}: behaviour.{key!r} needs exactly {', '.join(sorted(BEHAVIOUR_KEYS))}")
             if not isinstance(b["follows"], bool) or not REQ_RE.match(str(b["rule"])):
                 raise CatalogError(f"{where}: behaviour.{key!r}: follows is true or false, rule like RFC9293/3.10.7.4")
-        return cls(stack, data.get("title", stack), values, behaviour, devs, where)
+        if not isinstance(data.get("rule", []), list):
+            raise CatalogError(f"{where}: 'rule' must be an array of tables ([[rule]])")
+        rules = tuple(_override(r, where) for r in data.get("rule", [])) + inherited
+        return cls(stack, data.get("title", stack), values, behaviour, devs, where, rules)
 
     def check_cases(self, catalog: Catalog) -> None:
         for d in self.deviations:
@@ -294,6 +310,30 @@ class BoundProfile:
 
     def doc(self, name: str) -> str:
         return self.profile.values.get(name, {}).get("doc", "")
+
+
+def _override(entry, where: str):
+    """A [[rule]] entry -> harness.rules.Override, checked against the table."""
+    from .rules import NotationError, Override, check_override
+    if not isinstance(entry, dict):
+        raise CatalogError(f"{where}: each [[rule]] must be a table")
+    at = f"{where}: [[rule]] for row {entry.get('row')!r}"
+    bad = set(entry) - RULE_KEYS
+    if bad:
+        raise CatalogError(f"{at}: unknown key {sorted(bad)[0]!r} (allowed: {', '.join(sorted(RULE_KEYS))})")
+    for key in ("row", "source"):
+        if not isinstance(entry.get(key), str) or not entry[key].strip():
+            raise CatalogError(f"{at}: needs {key!r} (a string): the row of harness/rules.py it replaces and where "
+                               f"the stack says so (its code or documentation, the function named)")
+    if not isinstance(entry.get("states", []), list):
+        raise CatalogError(f"{at}: states is a list of RFC 9293 state names")
+    o = Override(entry["row"], entry.get("answer", "nothing"), entry.get("next", "same"), entry.get("then", "return"),
+                 entry.get("do", ""), tuple(entry.get("states", ())), entry.get("when", ""), entry["source"])
+    try:
+        check_override(o)
+    except NotationError as e:
+        raise CatalogError(f"{at}: {e}") from None
+    return o
 
 
 def _integral(x):

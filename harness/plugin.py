@@ -88,7 +88,7 @@ def _pairs(values: list[str], option: str) -> dict:
 
 
 def pytest_configure(config):
-    for line in ("case(id)", "slow", "requires(*capabilities)", "sysctl(**values)"):
+    for line in ("case(id)", "slow", "matrix", "requires(*capabilities)", "sysctl(**values)"):
         config.addinivalue_line("markers", line)
     if getattr(config.option, "help", False):
         return

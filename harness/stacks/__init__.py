@@ -105,9 +105,10 @@ class Stack:
 
     def state_of(self, port: int, remote_port: int) -> str | None:
         """RFC 9293 state of the SUT's socket port <-> remote_port, None if
-        there is none (CLOSED)."""
+        there is none: CLOSED, "no TCB" (a socket the application still
+        holds after its connection was reset reports CLOSED, and has none)."""
         for s in self.states(port):
-            if s["local"][1] == port and s["remote"][1] == remote_port:
+            if s["local"][1] == port and s["remote"][1] == remote_port and s["state"] != "CLOSED":
                 return s["state"]
         return None
 
