@@ -98,14 +98,18 @@ def _state_after(conn, cell, doc, requirement: str, what: str, silence: float) -
     if "state" in conn.stack.capabilities:
         conn.await_state(doc.next, requirement, f"{what}: the connection is in {doc.next} after it")
         return
-    peer, tcb = conn.peer, doc.tcb
+    peer, tcb = conn.peer, dict(doc.tcb)
     if tcb.get("RCV_NXT") is None:       # no connection to probe before SYN-RECEIVED
         return
+    if tcb.get("RCV_WND") is None:       # synchronized by this very segment: the window its SYN(-ACK) gave
+        tcb.update(RCV_WND=peer.sut_window, MAX_SND_WND=conn.max_snd_wnd())
+    if tcb.get("SND_NXT") is None:       # a new ISS, which its SYN-ACK told the peer
+        tcb.update(ISS=peer.irs, SND_UNA=peer.irs, SND_NXT=peer.rcv_nxt)
     seq, ack = (tcb["RCV_NXT"] - 1) % MOD, tcb.get("SND_NXT") if tcb.get("SND_NXT") is not None else peer.rcv_nxt
     state = doc.next if doc.next in SYNCHRONIZED or doc.next in ("CLOSED", "LISTEN") else None
     if state is None:
         return
-    expected = arrive(state, tcb, RuleSegment(frozenset("PA"), seq, ack, 1))
+    expected = arrive(state, tcb, RuleSegment(frozenset("PA"), seq, ack, 1), conn.overrides)
     peer.send("PA", seq=seq, ack=ack, data=b"?")
     for answer in expected.answers:
         peer.expect(_flags(answer.ctl), seq=answer.seq, ack=answer.ack, requirement=requirement,

@@ -60,6 +60,8 @@ class Stack:
     families = ("ipv4", "ipv6")
     server_port: int | None = None   # a fixed listening port of the SUT, if any
     mtu: int = 0                     # MTU of the SUT's link, read by start()
+    half_close = True                # shutdown(SHUT_WR) sends a FIN and the socket reads on; False: the
+                                     # stack has no half-close and its close() leaves the TCP as that would
 
     def __init__(self, config: StackConfig):
         self.config = config

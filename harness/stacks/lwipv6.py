@@ -39,6 +39,10 @@ class Lwipv6Stack(TapStack):
     capabilities = frozenset({APP})
     families = ("ipv4", "ipv6")
     sut_mac = "02:02:03:04:05:06"      # the MAC lwIPv6's TAP driver gives its first TAP (tapif.c, low_level_init)
+    # lwip_shutdown sends no FIN (sockets.c); lwip_close does (do_delconn -> tcp_close), and the TCP goes on
+    # processing the connection's segments as for an open socket (do_delconn only unsets the callbacks: text is
+    # acknowledged, then freed), with no orphan timer but FIN-WAIT-2's, which every FIN-WAIT-2 has.
+    half_close = False
     option_names = {}
 
     @classmethod
