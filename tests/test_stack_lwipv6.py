@@ -18,7 +18,9 @@ import pytest
 
 from conftest import ROOT
 from faults import Fault, FaultPlugin
+from harness import rules
 from harness.agent import AppError
+from harness.plugin import STATE
 from harness.stacks import StackConfig
 from harness.stacks.lwipv6 import Lwipv6Stack
 from harness.trace import Trace
@@ -164,3 +166,55 @@ def test_smoke_cases_fail_against_lwipv6_when_broken(run_case, test, fault, requ
     assert requirement in out and "expected:" in out and "seen:" in out
     if fault.action == "delay":
         assert "timing:" in out
+
+
+# --- the state x event matrix on lwIPv6: no state report, so the wire proves the state ---------------
+
+def _cell(test_id: str) -> str:
+    return f"conformance/test_matrix.py::test_cell[{test_id}-ipv4]"
+
+
+class _ProfileRule:
+    """One more [[rule]] in front of lwIPv6's own, for the tests of a run."""
+
+    def __init__(self, override):
+        self.override = override
+
+    @pytest.fixture(autouse=True)
+    def _tcpconf_profile_rule(self, request, monkeypatch):
+        profile = request.config.stash[STATE]["profile"]
+        monkeypatch.setattr(profile, "rules", (self.override, *profile.rules))
+        yield
+
+
+@pytest.mark.parametrize("test, outcome", [
+    ("established.rst.in-window-server", "xfailed"),    # reset, no challenge ACK (rst.in-window)
+    ("time-wait.ack.far", "xfailed"),                   # no ACK, RCV.NXT moved: the follow-up octet shows it
+    ("closing.ack.acks-snd-nxt", "xfailed"),            # an ACK as CLOSING ends (ack.closing)
+    ("fin-wait-2.ack-data.rcv-nxt", "passed"),
+    ("syn-received.syn.rcv-nxt-simultaneous", "skipped"),   # no simultaneous open
+], ids=lambda v: v if "." in v else None)
+def test_matrix_cells_on_lwipv6_follow_its_rules(run_case, test, outcome):
+    result = run_case(f"conformance/test_matrix.py::test_cell[{test}-ipv4]", "--stack", "lwipv6", "-rsx")
+    result.assert_outcomes(**{outcome: 1})
+
+
+def test_matrix_a_wrong_rule_for_lwipv6_fails_the_cell_on_the_wire(run_case):
+    """A profile that says lwIPv6 ignores a RST inside the window: it resets,
+    and the follow-up octet of old data draws the reset of a closed port
+    where an ESTABLISHED connection would acknowledge it."""
+    wrong = rules.Override("rst.in-window", states=("ESTABLISHED",), source="a profile that is wrong")
+    result = run_case(_cell("established.rst.in-window-server"), "--stack", "lwipv6", plugins=[_ProfileRule(wrong)])
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "RFC5961/3.2" in out and "follow-up octet of old data" in out and "[R.]" in out
+
+
+def test_matrix_a_broken_answer_fails_the_cell_on_lwipv6(run_case):
+    """lwIPv6 takes a SYN at RCV.NXT for one octet and acknowledges it: that
+    ACK one off on the link fails the cell, naming the rule it departs from."""
+    fault = Fault("A", nth=2, action="ack", offset=-1)
+    result = run_case(_cell("established.syn.rcv-nxt-server"), "--stack", "lwipv6", plugins=[FaultPlugin(fault)])
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "RFC5961/4.2" in out and "syn.challenge" in out and "expected:" in out and "seen:" in out
