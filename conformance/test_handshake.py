@@ -9,11 +9,17 @@ import pytest
 from harness.verdict import require, require_interval
 
 # What each documented answer to a SYN arriving in a passive SYN-RECEIVED
-# looks like on the wire. `synack` is the SUT's SYN-ACK, `syn` the SYN sent.
+# looks like on the wire, segment by segment. `synack` is the SUT's SYN-ACK,
+# `syn` the SYN sent.
 SYN_RECEIVED_ANSWERS = {
-    "synack": lambda peer, synack, syn: dict(flags="SA", seq=synack.seq, ack=peer.iss + 1),
-    "ack": lambda peer, synack, syn: dict(flags="A", seq=synack.seq + 1, ack=peer.iss + 1),
-    "rst": lambda peer, synack, syn: dict(flags="RA", seq=0, ack=syn.seq + syn.seg_len),
+    "synack": lambda peer, synack, syn: [dict(flags="SA", seq=synack.seq, ack=peer.iss + 1)],
+    "ack": lambda peer, synack, syn: [dict(flags="A", seq=synack.seq + 1, ack=peer.iss + 1)],
+    "rst": lambda peer, synack, syn: [dict(flags="RA", seq=0, ack=syn.seq + syn.seg_len)],
+    # the connection's own reset (<SEQ=SND.NXT><ACK=RCV.NXT>), then the SYN's
+    "rst-twice": lambda peer, synack, syn: [dict(flags="RA", seq=synack.seq + 1, ack=peer.iss + 1),
+                                            dict(flags="RA", seq=0, ack=syn.seq + syn.seg_len)],
+    # the connection's reset without ACK, <SEQ=SND.NXT><CTL=RST>
+    "rst-snd-nxt": lambda peer, synack, syn: [dict(flags="R", seq=synack.seq + 1)],
 }
 
 
@@ -34,8 +40,9 @@ def _answer(peer, profile, key, synack, syn):
     if b["answer"] == "silence":
         peer.expect_none(within=within, requirement=b["rule"], what=f"documented answer: none ({b['note']})")
     else:
-        peer.expect(**SYN_RECEIVED_ANSWERS[b["answer"]](peer, synack, syn), within=within, requirement=b["rule"],
-                    what=f"documented answer: {b['answer']} ({b['note']})")
+        for segment in SYN_RECEIVED_ANSWERS[b["answer"]](peer, synack, syn):
+            peer.expect(**segment, within=within, requirement=b["rule"],
+                        what=f"documented answer: {b['answer']} ({b['note']})")
     return b
 
 

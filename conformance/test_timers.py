@@ -13,6 +13,7 @@ from harness.agent import AppError
 from harness.verdict import require, require_expiry, require_interval
 
 TWO_HOURS = 2 * 3600            # RFC 9293 MUST-28: the least default keep-alive idle time
+MIN_RTO_CAP = 60                # RFC 6298 §2.5: a maximum RTO, if any, is at least 60 s
 # What each documented form of a zero-window probe looks like, given SND.UNA
 # and the data queued behind the zero window: a segment the receiver cannot
 # accept (SEG.SEQ = SND.UNA - 1, no data), or the next octet of the queued
@@ -97,6 +98,9 @@ def test_data_retransmission_backs_off(stack, peer, app, profile, tolerance, obs
                          f"interval before retransmission {n}: {what}")
         previous = seg
     observed["rto_after_handshake"] = round(rto, 3)
+    if rto_max_ms is None:          # the stack's own cap, not one the case set
+        require(cap >= MIN_RTO_CAP, "RFC6298/2.5", "a maximum placed on the RTO is at least 60 s",
+                f"rto_max >= {MIN_RTO_CAP} s", f"the backoff stops at {cap:g} s ({profile.doc('rto_max')[:80]}...)")
 
 
 @pytest.mark.case("timers.rto-minimum")

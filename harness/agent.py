@@ -64,7 +64,7 @@ and "message" (one line for a human).
 Option names: SO_REUSEADDR SO_KEEPALIVE SO_RCVBUF SO_SNDBUF SO_LINGER ([on, secs])
 TCP_NODELAY TCP_MAXSEG TCP_KEEPIDLE TCP_KEEPINTVL TCP_KEEPCNT TCP_SYNCNT
 TCP_LINGER2 TCP_DEFER_ACCEPT TCP_WINDOW_CLAMP TCP_USER_TIMEOUT TCP_QUICKACK
-TCP_FASTOPEN TCP_CONGESTION (string), and TCP_INFO, read-only: an object with
+TCP_FASTOPEN TCP_FASTOPEN_CONNECT TCP_CONGESTION (string), and TCP_INFO, read-only: an object with
 the SUT's own view of the connection (state, rto, ato, rtt, rttvar in
 microseconds, retransmits, backoff, snd_mss, rcv_mss, unacked), which cases
 use where a timer follows the SUT's RTT. An agent answers EOPNOTSUPP for the
@@ -93,6 +93,10 @@ OPTIONS = {
     "TCP_USER_TIMEOUT": (SOL_TCP, getattr(socket, "TCP_USER_TIMEOUT", 18), "int"),
     "TCP_FASTOPEN": (SOL_TCP, getattr(socket, "TCP_FASTOPEN", 23), "int"),
     "TCP_INFO": (SOL_TCP, getattr(socket, "TCP_INFO", 11), "tcp_info"),        # read-only
+    # RFC 7413 (coverage-rfcs): a client's Fast Open. Set before connect, the
+    # SYN waits for the first send and carries its data with a cached cookie
+    # (or a cookie request without one).
+    "TCP_FASTOPEN_CONNECT": (SOL_TCP, getattr(socket, "TCP_FASTOPEN_CONNECT", 30), "int"),
 }
 
 # struct tcp_info (include/uapi/linux/tcp.h) up to tcpi_rttvar: 8 octets, then
@@ -437,23 +441,28 @@ class StreamTransport:
         self.keep = keep                   # objects owning the descriptors
 
     def __call__(self, req: dict) -> dict:
-        data = (json.dumps(req) + "\n").encode()
+        return json.loads(self.exchange(json.dumps(req), req.get("op"), float(req.get("timeout", 0) or 0)))
+
+    def exchange(self, line: str, what, wait: float = 0.0) -> bytes:
+        """Write one line, read the one line that answers it (`what` names
+        the request in errors; `wait`: seconds the request itself may take)."""
+        data = (line + "\n").encode()
         try:
             while data:
                 data = data[os.write(self.wfd, data):]
         except (BrokenPipeError, ConnectionError):
             raise AppError("ECONNRESET", "the app-control agent is gone (did it crash?)") from None
-        deadline = time.monotonic() + self.timeout + float(req.get("timeout", 0) or 0)
+        deadline = time.monotonic() + self.timeout + wait
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.rfd], [], [], left)[0]:
-                raise AppError("ETIMEDOUT", f"the app-control agent did not answer {req.get('op')!r} in time")
+                raise AppError("ETIMEDOUT", f"the app-control agent did not answer {what!r} in time")
             chunk = os.read(self.rfd, 65536)
             if not chunk:
                 raise AppError("ECONNRESET", "the app-control agent closed the connection (did it crash?)")
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
-        return json.loads(line)
+        return line
 
 
 def connect_agent(where: str, timeout: float = 30.0) -> StreamTransport:

@@ -294,6 +294,15 @@ class BoundProfile:
             pytest.skip(f"stack {self.stack.name} cannot set {name}: {self.profile.source} names no tunable for it")
         self.stack.set_sysctl(spec["sysctl"], _integral(value / spec["scale"]) if "scale" in spec else value)
 
+    def set_if_tunable(self, name: str, value) -> bool:
+        """Set a value where the stack has a tunable for it (as `set`); leave
+        it, without skipping, where it has none. True if it was set."""
+        from .stacks import SYSCTL
+        if SYSCTL not in self.stack.capabilities or "sysctl" not in self.profile.values.get(name, {}):
+            return False
+        self.set(name, value)
+        return True
+
     def behaviour(self, key: str) -> dict:
         """The stack's documented answer: {'answer', 'rule', 'follows', 'note'}."""
         try:

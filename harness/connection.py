@@ -111,10 +111,15 @@ class Connection:
         if variant == "client":
             self.conn = self.app.connect(p.addr, p.port, bind_port=p.sut_port)
             self.peer.expect("S", requirement="RFC9293/3.10.1", what="OPEN (active) sends a SYN: SYN-SENT")
-            self._answered(p.send("SA"), "A", seq=p.rcv_nxt, ack=p.snd_nxt, requirement="RFC9293/3.10.7.3",
-                           what="SYN-SENT, a SYN-ACK acknowledging its SYN: ESTABLISHED, "
-                                "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>")
-            self.passive = False
+            self.snd_una, self.state, self.passive = p.irs, "SYN-SENT", False
+            synack = RuleSegment(frozenset("SA"), p.iss, p.irs + 1)
+            documented = judge("SYN-SENT", self.tcb(), synack, self.overrides).documented
+            sent = p.send("SA")
+            for answer in documented.answers:      # the RFC's ACK, or what the stack's profile documents
+                self._answered(sent, "".join(sorted(answer.ctl)), seq=answer.seq, ack=answer.ack,
+                               requirement="RFC9293/3.10.7.3",
+                               what="SYN-SENT, a SYN-ACK acknowledging its SYN: ESTABLISHED, "
+                                    "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>")
         else:
             self._listen(variant)
             self._answered(p.send("S"), "SA", ack=p.iss + 1, requirement="RFC9293/3.10.7.2",
@@ -151,9 +156,15 @@ class Connection:
     def _closing(self, _):
         p = self.peer
         self._fin_wait_1("")
+        self.state = "FIN-WAIT-1"
         fin = (p.rcv_nxt - 1) % MOD
-        self._answered(p.send("FA", ack=fin), "A", seq=p.rcv_nxt, ack=p.snd_nxt, requirement="RFC9293/3.10.7.4",
-                       what="FIN-WAIT-1, a FIN not acknowledging its own: CLOSING, the FIN is acknowledged")
+        crossing = RuleSegment(frozenset("FA"), p.snd_nxt, fin)
+        documented = judge("FIN-WAIT-1", self.tcb(), crossing, self.overrides).documented
+        sent = p.send("FA", ack=fin)
+        for answer in documented.answers:      # the RFC's ACK, or what the stack's profile documents
+            self._answered(sent, "".join(sorted(answer.ctl)), seq=answer.seq, ack=answer.ack,
+                           requirement="RFC9293/3.10.7.4",
+                           what="FIN-WAIT-1, a FIN not acknowledging its own: CLOSING, the FIN is acknowledged")
 
     def _time_wait(self, _):
         p = self.peer

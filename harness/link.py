@@ -18,8 +18,8 @@ Rules of this file:
 
 Kinds of link: TunLink (an L3 TUN device inside the SUT's namespace whose
 descriptor the tester holds: nothing of the tester's own kernel can answer or
-drop anything) and, for stacks that speak Ethernet, PacketLink in
-`harness.l2`.
+drop anything) and, for stacks that speak Ethernet, the EthernetLinks of
+`harness.l2` (PacketLink on an interface, StreamLink over a stream socket).
 """
 from __future__ import annotations
 

@@ -445,7 +445,7 @@ def observed(request) -> dict:
 
 @pytest.fixture
 def peer(stack, rng, case) -> Peer:
-    port = rng.randrange(32768, 61000)
+    port = rng.choice(stack.peer_ports) if stack.peer_ports else rng.randrange(32768, 61000)
     sut_port = getattr(stack, "server_port", None) or rng.randrange(1024, 32768)
     if sut_port == port:
         sut_port += 1

@@ -213,6 +213,15 @@ def test_an_answer_the_rfc_leaves_to_the_stack_is_a_choice_not_a_deviation():
     assert j.departs == () and not j.documented.optional
 
 
+def test_a_stack_may_answer_with_several_segments_in_order():
+    twice = Override("syn.challenge", "<SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK> then <SEQ=0><ACK=SEG.SEQ+1><CTL=RST,ACK>",
+                     next="RESET", source="tcp_drop, then dropwithreset (4.4BSD)")
+    assert [c for c, _, _ in parse_answer(twice.answer)] == [frozenset("RA"), frozenset("RA")]
+    j = judge("ESTABLISHED", EST, seg("<SEQ=5050><CTL=SYN>"), [twice])
+    assert said(j.documented) == "<SEQ=1011><ACK=5001><CTL=ACK,RST> <SEQ=0><ACK=5051><CTL=ACK,RST>"
+    assert j.documented.next == "CLOSED" and [r.id for r in j.departs] == ["syn.challenge"]
+
+
 def test_a_stack_may_read_table_6_its_own_way():
     edge = Override("table6.empty", when="RCV.NXT =< SEG.SEQ =< RCV.NXT+RCV.WND", source="tcp_sequence()")
     j = judge("ESTABLISHED", EST, seg("<SEQ=5101><CTL=RST>"), [edge])         # a RST at RCV.NXT+RCV.WND

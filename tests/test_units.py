@@ -394,3 +394,28 @@ def test_tcp_info_reads_the_sut_s_own_rto_and_is_none_where_not_offered():
     broken = App(lambda req: {"ok": False, "error": "EBADF", "message": "no socket with id 1"}, "ipv4", "198.18.0.1")
     with pytest.raises(AppError, match="EBADF"):
         broken.tcp_info(1)
+
+
+# --- harness.rtt: the RTO estimators the profiles name ---------------------------------------
+
+def test_rto_estimators_follow_their_sources():
+    from harness.rtt import linux, lwip_ticks, rfc6298, rto_range
+    # RFC 6298 §2.2: the first sample R gives SRTT + 4 R/2 = 3 R, raised to the floor
+    assert rfc6298([0.1], 0.2, 120) == pytest.approx(0.3)
+    assert rfc6298([0.01], 0.2, 120) == 0.2
+    # §2.3 with alpha 1/8, beta 1/4: R = 0.1 then 0.2 -> RTTVAR 0.0625, SRTT 0.1125
+    assert rfc6298([0.1, 0.2], 0, 120) == pytest.approx(0.1125 + 4 * 0.0625)
+    # Linux: the first sample gives RTT + max(2 RTT, rto_min); a falling RTT shrinks mdev slowly (gain 1/32)
+    assert linux([0.0001], 0.2, 120) == pytest.approx(0.2001)
+    assert linux([0.3], 0.2, 120) == pytest.approx(0.9)
+    assert linux([0.3, 0.1], 0.2, 120) < linux([0.3], 0.2, 120)
+    # rising samples: Linux's SRTT + rttvar equals RFC 6298's SRTT + 4 RTTVAR
+    rising = [0.001, 0.1, 0.2, 0.3]
+    assert linux(rising, 0.2, 120) == pytest.approx(rfc6298(rising, 0.2, 120))
+    assert linux([5.0, 5.0], 0.2, 1.0) == 1.0                      # capped at rto_max
+    # lwIP: sa = 0, sv = 6 ticks: a sample of 0 ticks gives 5 ticks, of 8 ticks 14 (measured on the wire)
+    assert lwip_ticks([0]) == 2.5 and lwip_ticks([8]) == 7.0 and lwip_ticks([]) == 3.0
+    lo, hi = rto_range("lwip-ticks", [0.001, 4.1], 1.5, 384)        # the handshake is no sample
+    assert lo <= 7.0 <= hi
+    with pytest.raises(ValueError):
+        rto_range("vegas", [0.1], 0.2, 120)

@@ -198,7 +198,7 @@ def test_workflow_is_valid_yaml_with_a_job_per_stack_and_a_merging_report():
     doc = load(WORKFLOW.read_text())
     assert doc["name"] == "conformance"
     suite, report = doc["jobs"]["suite"], doc["jobs"]["report"]
-    assert suite["strategy"]["matrix"]["stack"] == ["linux", "lwip", "gvisor", "lwipv6"]
+    assert suite["strategy"]["matrix"]["stack"] == ["linux", "lwip", "gvisor", "slirp", "passt", "lwipv6"]
     assert report["needs"] == "suite" and report["if"] == "always()"
     for job in doc["jobs"].values():
         for step in job["steps"]:
