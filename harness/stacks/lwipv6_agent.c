@@ -21,9 +21,12 @@
  *   answer): operations on it wait for the handshake to end first, within
  *   their timeout; closing it then is refused (EOPNOTSUPP, with the reason).
  * - Every socket is non-blocking for recv (lwip_fcntl O_NONBLOCK); accept is
- *   made so with lwip_poll first; send writes in pieces that fit the free
- *   send buffer lwip_poll reports (POLLOUT: more than TCP_SNDLOWAT free), so
- *   that it never blocks beyond the request's timeout.
+ *   made so with lwip_poll first. lwip_send blocks until the send buffer
+ *   takes all it is given, so send hands it pieces that fit: POLLOUT says
+ *   more than TCP_SNDLOWAT is free, a new connection has TCP_SND_BUF less
+ *   its SYN's 2 octets, every piece takes its length rounded up to even
+ *   (tcp_enqueue), and only ACKs free space again; the agent keeps that
+ *   lower bound per socket and never gives more.
  * - Socket options map to lwIPv6's where it has them; the others answer
  *   EOPNOTSUPP naming what it has instead (lwip_setsockopt in its
  *   src/api/sockets.c). Errors are errno names.
@@ -53,7 +56,9 @@
 #define PROTOCOL_VERSION 1
 #define MAX_SOCKETS 1024
 #define MAX_RECV (1 << 20)
-#define SEND_PIECE 16384          /* TCP_SNDLOWAT = TCP_SND_BUF / 2 (opt.h, TCP_SND_BUF 32768): fits when POLLOUT */
+#define SNDLOWAT 16384            /* TCP_SNDLOWAT = TCP_SND_BUF / 2 (opt.h, TCP_SND_BUF 32768): POLLOUT means more free */
+#define SNDBUF_NEW 32766          /* free in a new connection's send buffer: TCP_SND_BUF less the 2 its SYN took (an
+                                     active open gets 1 back with the SYN-ACK, a passive one 2 with the third ACK) */
 #define LWIPV6_TCP_KEEPALIVE 0x02 /* lwIPv6's own option (lwip/tcp.h): keep-alive idle time in ms */
 
 static struct stack *stack;
@@ -68,6 +73,7 @@ struct sock {
     int connecting;               /* its connect thread runs */
     int connect_errno;            /* how the connect ended: 0 connected, else errno */
     pthread_t thread;
+    long sndbuf;                  /* the least free send buffer there can be (see op_send) */
 };
 
 static struct sock socks[MAX_SOCKETS + 1];   /* protocol id -> socket */
@@ -90,6 +96,7 @@ static int add_socket(struct ctx *c, int fd)
         return fail(c, "EMFILE", "the agent has handed out %d socket ids", MAX_SOCKETS);
     }
     socks[next_id].fd = fd;
+    socks[next_id].sndbuf = SNDBUF_NEW;
     field(c, "id"); bprintf(&c->out, "%d", next_id++);
     return 0;
 }
@@ -422,6 +429,7 @@ static int op_connect(struct ctx *c, const struct jv *req)
     id = job->id = next_id;
     pthread_mutex_lock(&lock);
     socks[id].fd = fd;
+    socks[id].sndbuf = SNDBUF_NEW;
     socks[id].connecting = 1;
     socks[id].connect_errno = 0;
     pthread_mutex_unlock(&lock);
@@ -463,15 +471,21 @@ static int op_send(struct ctx *c, const struct jv *req)
         return fail_errno(c, "send");
     }
     while (sent < len) {
-        size_t piece = len - sent > SEND_PIECE ? SEND_PIECE : len - sent;
+        long piece = len - sent > 0xFFFF ? 0xFFFF : (long)(len - sent);
         ssize_t n;
-        int r = wait_for(fd, POLLOUT, deadline);
-        if (r <= 0) break;
+        if (wait_for(fd, POLLOUT, now()) > 0 && socks[id].sndbuf <= SNDLOWAT)
+            socks[id].sndbuf = SNDLOWAT + 1;
+        if (piece > socks[id].sndbuf - 1) piece = socks[id].sndbuf - 1;
+        if (piece <= 0) {                     /* full as far as we know: wait for ACKs to free some */
+            if (wait_for(fd, POLLOUT, deadline) <= 0) break;
+            continue;
+        }
         n = lwip_send(fd, bytes + sent, (int)piece, 0);
         if (n < 0) {
             free(bytes);
             return fail_errno(c, "send");
         }
+        socks[id].sndbuf -= (n + 1) & ~1L;
         sent += (size_t)n;
     }
     free(bytes);
