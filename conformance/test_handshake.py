@@ -6,6 +6,7 @@ writes them: relative to ISS (ours) and IRS (the SUT's).
 """
 import pytest
 
+from harness import plot
 from harness.verdict import require, require_interval
 
 # What each documented answer to a SYN arriving in a passive SYN-RECEIVED
@@ -127,7 +128,7 @@ def test_client_resets_synack_acking_unsent(stack, peer, app):
 @pytest.mark.requires("app")
 @pytest.mark.parametrize("retries", [pytest.param(2, id="retries-2"),
                                      pytest.param(None, id="default", marks=pytest.mark.slow)])
-def test_synack_retransmitted_then_dropped(stack, peer, app, profile, tolerance, observed, retries):
+def test_synack_retransmitted_then_dropped(stack, peer, app, profile, tolerance, observed, figures, retries):
     """The third ACK never comes: SYN-ACK retransmissions back off, then the request is dropped."""
     if retries is not None:
         profile.set("synack_retries", retries)
@@ -136,15 +137,21 @@ def test_synack_retransmitted_then_dropped(stack, peer, app, profile, tolerance,
     synack = _syn_received(peer, app)
     previous = synack
     observed["synack_retransmissions"] = []        # seconds after the first SYN-ACK
-    for n in range(1, retries + 1):
-        interval = rto * 2 ** (n - 1)
-        seg = peer.expect("SA", seq=synack.seq, ack=peer.iss + 1, within=tolerance.latest(interval),
-                          requirement="RFC6298/5.5",
-                          what=f"SYN-ACK retransmission {n} of {retries} ({profile.doc('synack_retries')})")
-        require_interval(seg.t - previous.t, interval, tolerance, "RFC6298/5.5",
-                         f"interval before SYN-ACK retransmission {n}: the RTO doubles from {rto:g} s")
-        observed["synack_retransmissions"].append(round(seg.t - synack.t, 3))
-        previous = seg
+    measured = []
+    try:
+        for n in range(1, retries + 1):
+            interval = rto * 2 ** (n - 1)
+            seg = peer.expect("SA", seq=synack.seq, ack=peer.iss + 1, within=tolerance.latest(interval),
+                              requirement="RFC6298/5.5",
+                              what=f"SYN-ACK retransmission {n} of {retries} ({profile.doc('synack_retries')})")
+            measured.append(seg.t - previous.t)
+            require_interval(seg.t - previous.t, interval, tolerance, "RFC6298/5.5",
+                             f"interval before SYN-ACK retransmission {n}: the RTO doubles from {rto:g} s")
+            observed["synack_retransmissions"].append(round(seg.t - synack.t, 3))
+            previous = seg
+    finally:
+        figures.append(plot.backoff(f"SYN-ACK retransmission intervals: {retries}, the RTO doubling from {rto:g} s",
+                                    measured, [rto * 2 ** k for k in range(retries)], tolerance))
     # No further retransmission: the request expires one more (doubled) RTO later.
     expiry = rto * 2 ** retries
     peer.expect_none(until=previous.t + expiry - tolerance.allowed(expiry),

@@ -10,6 +10,7 @@ from math import comb
 
 import pytest
 
+from harness import plot
 from harness.peer import Peer
 from harness.segment import MOD, seq_diff
 from harness.verdict import require
@@ -54,11 +55,12 @@ assert 2 * _false_alarm(HANDSHAKES - 1) < FALSE_ALARM
 
 @pytest.mark.case("isn.clock-driven")
 @pytest.mark.requires("app")
-def test_isn_follows_the_clock_on_one_tuple(stack, peer, app, profile, rng, tolerance, observed):
+def test_isn_follows_the_clock_on_one_tuple(stack, peer, app, profile, rng, tolerance, observed, figures):
     """Two hundred handshakes on one 4-tuple: the ISNs increase with the clock."""
     app.listen(peer.sut_port)
     tick = profile.value("isn_clock_tick")
     samples = [_handshake(stack, peer, rng) for _ in range(HANDSHAKES)]
+    figures.append(plot.isn_clock([t for t, _ in samples], [isn for _, isn in samples], tick))
     steps = [seq_diff(b, a) for (_, a), (_, b) in zip(samples, samples[1:])]
     elapsed = samples[-1][0] - samples[0][0]
     observed["handshake_ms"] = round(elapsed / (HANDSHAKES - 1) * 1000, 3)
@@ -80,7 +82,7 @@ def test_isn_follows_the_clock_on_one_tuple(stack, peer, app, profile, rng, tole
 
 @pytest.mark.case("isn.unpredictable")
 @pytest.mark.requires("app")
-def test_isn_of_another_tuple_is_not_predictable(stack, peer, app, profile, rng, observed):
+def test_isn_of_another_tuple_is_not_predictable(stack, peer, app, profile, rng, observed, figures):
     """Two hundred handshakes from as many ports: no ISN follows from the earlier ones.
 
     Two predictors of the next connection's ISN from the previous ones: the
@@ -110,6 +112,8 @@ def test_isn_of_another_tuple_is_not_predictable(stack, peer, app, profile, rng,
         "previous ISN + previous step": [
             seq_diff(isns[i], isns[i - 1] + steps[i - 2]) for i in range(2, len(isns))],
     }
+    figures.append(plot.isn_spread(times, isns))
+    figures.append(plot.prediction_misses(predictors, NEAR))
     observed["false_alarm"] = sum(_false_alarm(len(e)) for e in predictors.values())
     for name, errors in predictors.items():
         hits = [n for n, e in enumerate(errors) if abs(e) <= NEAR]

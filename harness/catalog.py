@@ -28,6 +28,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import steps
+
 ROOT = Path(__file__).resolve().parent.parent
 CASES_DIR = ROOT / "cases"
 PROFILES_DIR = CASES_DIR / "profiles"
@@ -158,6 +160,7 @@ class Catalog:
 VALUE_KEYS = {"sysctl", "value", "default", "doc", "unit", "scale"}
 DEVIATION_KEYS = {"case", "tests", "families", "params", "reason", "rule"}
 BEHAVIOUR_KEYS = {"answer", "rule", "follows", "note"}
+BEHAVIOUR_OPTIONAL = {"requires"}        # what the rule requires, in a sentence (a deviation's report page)
 RULE_KEYS = {"row", "states", "when", "answer", "next", "then", "do", "source"}
 
 
@@ -219,8 +222,9 @@ class Profile:
         if not isinstance(behaviour, dict):
             raise CatalogError(f"{where}: 'behaviour' must be a table")
         for key, b in behaviour.items():
-            if not isinstance(b, dict) or set(b) != BEHAVIOUR_KEYS:
-                raise CatalogError(f"{where}: behaviour.{key!r} needs exactly {', '.join(sorted(BEHAVIOUR_KEYS))}")
+            if not isinstance(b, dict) or not BEHAVIOUR_KEYS <= set(b) <= BEHAVIOUR_KEYS | BEHAVIOUR_OPTIONAL:
+                raise CatalogError(f"{where}: behaviour.{key!r} needs exactly {', '.join(sorted(BEHAVIOUR_KEYS))} "
+                                   f"(and may say what the rule requires: {', '.join(sorted(BEHAVIOUR_OPTIONAL))})")
             if not isinstance(b["follows"], bool) or not REQ_RE.match(str(b["rule"])):
                 raise CatalogError(f"{where}: behaviour.{key!r}: follows is true or false, rule like RFC9293/3.10.7.4")
         if not isinstance(data.get("rule", []), list):
@@ -263,6 +267,8 @@ class BoundProfile:
         self.profile = profile
         self.stack = stack
         self.observed: dict = {}
+        self.changed: dict = {}          # values the case set (a variant, not the stack's default)
+        self.deviation: dict | None = None   # the behaviour `conclude` found departing from its rule
 
     def value(self, name: str):
         try:
@@ -293,6 +299,7 @@ class BoundProfile:
         if "sysctl" not in spec:
             pytest.skip(f"stack {self.stack.name} cannot set {name}: {self.profile.source} names no tunable for it")
         self.stack.set_sysctl(spec["sysctl"], _integral(value / spec["scale"]) if "scale" in spec else value)
+        self.changed[name] = value
 
     def set_if_tunable(self, name: str, value) -> bool:
         """Set a value where the stack has a tunable for it (as `set`); leave
@@ -310,11 +317,13 @@ class BoundProfile:
         except KeyError:
             raise CatalogError(f"{self.profile.source}: no behaviour {key!r}; add [behaviour.\"{key}\"]") from None
 
+    @steps.check(steps.documented_answer)
     def conclude(self, behaviour: dict) -> None:
         """Call after the case has checked the documented answer: where the
         answer departs from the rule, the verdict is a documented deviation."""
         import pytest
         if not behaviour["follows"]:
+            self.deviation = behaviour
             pytest.xfail(f"documented deviation of {self.stack.name} from {behaviour['rule']}: {behaviour['note']}")
 
     def doc(self, name: str) -> str:

@@ -24,6 +24,7 @@ import time
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 
+from . import steps
 from .link import Link
 from .segment import MOD, Segment, flags_of, seq_add, seq_diff, tcpdump_flags
 from .verdict import ConformanceFailure, require_expiry
@@ -159,6 +160,7 @@ class Peer:
             if not self.link.poll(deadline):
                 return None
 
+    @steps.check(steps.expectation)
     def expect(self, flags: str, seq: int | None = None, ack: int | None = None, data: bytes | None = None,
                within: float = ANSWER_WITHIN, requirement: str | None = None, what: str | None = None,
                skip=None) -> Segment:
@@ -192,6 +194,7 @@ class Peer:
             self._learn(seg)
             return seg
 
+    @steps.check(steps.silence)
     def expect_none(self, within: float | None = None, requirement: str | None = None, what: str | None = None,
                     skip=None, until: float | None = None) -> None:
         """Assert that the SUT sends nothing on this connection for `within`

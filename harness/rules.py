@@ -332,24 +332,25 @@ class Answer:
 
 
 def parse_answer(text: str) -> list:
-    """`nothing`, or <SEQ=..><ACK=..><CTL=..> (several, in order, joined by
-    ` then `: a stack's answer of more than one segment) -> [(ctl, seq Expr,
-    ack Expr)]."""
+    """`nothing`, or <SEQ=..><ACK=..><CTL=..>, or several such segments sent
+    one after the other, joined by ` then ` -> [(ctl, seq Expr, ack Expr)]."""
     if text == NOTHING:
         return []
-    out = []
-    for part in text.split(" then "):
-        fields = dict(_FIELD.findall(part))
-        if not fields or _FIELD.sub("", part).strip() or "CTL" not in fields:
-            raise NotationError(f"an answer is `nothing` or <SEQ=..><ACK=..><CTL=..>, not {text!r}")
-        ctl = set()
-        for name in fields["CTL"].split(","):
-            if name.strip() not in _CTL:
-                raise NotationError(f"{text!r}: unknown control bit {name!r}")
-            ctl.add(_CTL[name.strip()])
-        out.append((frozenset(ctl), Expr(fields["SEQ"]) if "SEQ" in fields else None,
-                    Expr(fields["ACK"]) if "ACK" in fields else None))
-    return out
+    return [_parse_segment(part, text) for part in text.split(" then ")]
+
+
+def _parse_segment(part: str, text: str) -> tuple:
+    fields = dict(_FIELD.findall(part))
+    if not fields or _FIELD.sub("", part).strip() or "CTL" not in fields:
+        raise NotationError(f"an answer is `nothing` or <SEQ=..><ACK=..><CTL=..> (several joined by ` then `), "
+                            f"not {text!r}")
+    ctl = set()
+    for name in fields["CTL"].split(","):
+        if name.strip() not in _CTL:
+            raise NotationError(f"{text!r}: unknown control bit {name!r}")
+        ctl.add(_CTL[name.strip()])
+    return (frozenset(ctl), Expr(fields["SEQ"]) if "SEQ" in fields else None,
+            Expr(fields["ACK"]) if "ACK" in fields else None)
 
 
 def parse_do(text: str) -> list:

@@ -5,8 +5,10 @@ Rules of this file:
   installed. It is idempotent: a second run checks and does nothing new.
 - It creates `.venv` with the project installed (editable), and, when asked,
   what optional parts need (`--report`: Allure 3 from npm for the HTML
-  report; `--stack NAME`: the packages and agent builds a stack needs;
-  `--uml`: user-mode Linux, a second kernel for `--stack remote`).
+  report, and Debian's Chromium and chromedriver with Selenium for the test
+  that opens the pages in a browser; `--stack NAME`: the packages and agent
+  builds a stack needs; `--uml`: user-mode Linux, a second kernel for
+  `--stack remote`).
 - A missing tool is one line saying what to install; the exit is non-zero.
 """
 from __future__ import annotations
@@ -85,7 +87,10 @@ def python_env() -> None:
 
 
 def report_tools() -> None:
-    """Allure 3 (npm, no Java) for `python -m harness.report`."""
+    """Allure 3 (npm, no Java) for `python -m harness.report`; Chromium,
+    chromedriver and Selenium for tests/test_browser.py, which opens the
+    pages as a reader would."""
+    browser_tools()
     if shutil.which("npm") is None or shutil.which("node") is None:
         raise SetupError("npm is not installed: install Node.js 20+ (apt-get install nodejs npm) for the HTML report")
     version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
@@ -98,6 +103,24 @@ def report_tools() -> None:
         return
     print("setup: installing Allure 3 into reports/node_modules (npm ci)", flush=True)
     run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=reports)
+    stamp.touch()
+
+
+def browser_tools() -> None:
+    """Debian's chromium and chromium-driver (one version, both from Debian:
+    nothing is downloaded at test time) and Selenium in .venv (the project's
+    `report` extra). Without root the packages are one line saying what to
+    install: the report itself does not need them."""
+    try:
+        apt_install(["chromium", "chromium-driver"], "the browser test of the reports (tests/test_browser.py)")
+    except SetupError as e:
+        print(f"setup: {e}", file=sys.stderr)
+    stamp = VENV / ".tcpconf-report-installed"
+    pyproject = ROOT / "pyproject.toml"
+    if stamp.exists() and stamp.stat().st_mtime >= pyproject.stat().st_mtime:
+        return
+    print("setup: installing Selenium into .venv (the report extra)", flush=True)
+    run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", f"{ROOT}[report]"])
     stamp.touch()
 
 

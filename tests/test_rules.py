@@ -222,6 +222,17 @@ def test_a_stack_may_answer_with_several_segments_in_order():
     assert j.documented.next == "CLOSED" and [r.id for r in j.departs] == ["syn.challenge"]
 
 
+def test_an_answer_may_be_several_segments_in_order():
+    restart = Override("syn.challenge", "<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK> then <SEQ=NEW><CTL=SYN>",
+                       states=("SYN-RECEIVED",), source="handshake.synRcvdState()")
+    check_override(restart)
+    j = judge("SYN-RECEIVED", tcb(300, 300, 301, 101, passive=False), seg("<SEQ=150><CTL=SYN>"), [restart])
+    assert said(j.documented) == "<SEQ=0><ACK=151><CTL=ACK,RST> <SEQ=ISS><CTL=SYN>" and j.departs
+    assert j.documented.describe() == "<SEQ=0><ACK=151><CTL=RST,ACK> then <SEQ=new ISS><CTL=SYN>, then SYN-RECEIVED"
+    with pytest.raises(NotationError, match="several joined by ` then `"):
+        parse_answer("<SEQ=0><CTL=RST> and <SEQ=1><CTL=SYN>")
+
+
 def test_a_stack_may_read_table_6_its_own_way():
     edge = Override("table6.empty", when="RCV.NXT =< SEG.SEQ =< RCV.NXT+RCV.WND", source="tcp_sequence()")
     j = judge("ESTABLISHED", EST, seg("<SEQ=5101><CTL=RST>"), [edge])         # a RST at RCV.NXT+RCV.WND

@@ -19,6 +19,7 @@ import importlib
 import time
 from dataclasses import dataclass, field
 
+from .. import steps
 from ..trace import Trace
 
 STACKS = {
@@ -108,6 +109,7 @@ class Stack:
         """[{'local': (addr, port), 'remote': (addr, port), 'state': 'ESTABLISHED'}, ...]"""
         return self.app.state(port)
 
+    @steps.check(steps.state_read)
     def state_of(self, port: int, remote_port: int) -> str | None:
         """RFC 9293 state of the SUT's socket port <-> remote_port, None if
         there is none: CLOSED, "no TCB" (a socket the application still
@@ -117,6 +119,7 @@ class Stack:
                 return s["state"]
         return None
 
+    @steps.check(steps.state_wait)
     def wait_for_state(self, port: int, remote_port: int, want: str | None, within: float,
                        interval: float = 0.005) -> float | None:
         """Poll until the socket is in state `want` (None: gone), at most
