@@ -7,6 +7,7 @@ writes them: relative to ISS (ours) and IRS (the SUT's).
 import pytest
 
 from harness import plot
+from harness.peer import ANSWER_WITHIN
 from harness.verdict import require, require_interval
 
 # What each documented answer to a SYN arriving in a passive SYN-RECEIVED
@@ -58,8 +59,8 @@ def test_original_syn_again_in_syn_received(stack, peer, app, profile):
     peer.send("A", seq=peer.iss + 1, ack=synack.seq + 1)
     peer.expect_none(within=0.2, what="the third ACK completes the handshake silently")
     if "state" in stack.capabilities:
-        require(stack.state_of(peer.sut_port, peer.port) == "ESTABLISHED", "RFC9293/3.10.7.4",
-                "the connection is established after the duplicate SYN", "ESTABLISHED",
+        require(stack.wait_for_state(peer.sut_port, peer.port, "ESTABLISHED", ANSWER_WITHIN) is not None,
+                "RFC9293/3.10.7.4", "the connection is established after the duplicate SYN", "ESTABLISHED",
                 stack.state_of(peer.sut_port, peer.port))
     profile.conclude(b)
 
@@ -74,8 +75,8 @@ def test_old_duplicate_syn_with_earlier_isn(stack, peer, app, profile):
     peer.send("A", seq=peer.iss + 1, ack=synack.seq + 1)
     peer.expect_none(within=0.2, what="the third ACK of the real handshake is still accepted")
     if "state" in stack.capabilities:
-        require(stack.state_of(peer.sut_port, peer.port) == "ESTABLISHED", "RFC9293/3.10.7.4",
-                "the old duplicate did not disturb the half-open connection", "ESTABLISHED",
+        require(stack.wait_for_state(peer.sut_port, peer.port, "ESTABLISHED", ANSWER_WITHIN) is not None,
+                "RFC9293/3.10.7.4", "the old duplicate did not disturb the half-open connection", "ESTABLISHED",
                 stack.state_of(peer.sut_port, peer.port))
     profile.conclude(b)
 
@@ -88,7 +89,7 @@ def test_syn_with_other_isn_in_window(stack, peer, app, profile):
     syn = peer.send("S", seq=peer.iss + 1000)
     b = _answer(peer, profile, "syn-received.in-window-syn", synack, syn)
     if "state" in stack.capabilities:
-        require(stack.state_of(peer.sut_port, peer.port) is None, "RFC9293/3.10.7.4",
+        require(stack.wait_for_state(peer.sut_port, peer.port, None, ANSWER_WITHIN) is not None, "RFC9293/3.10.7.4",
                 "a passive SYN-RECEIVED returns to LISTEN: the half-open connection is gone",
                 "no connection, listener in LISTEN", stack.state_of(peer.sut_port, peer.port))
     # Back in LISTEN: a new SYN opens a new connection.

@@ -16,6 +16,8 @@ Rules of this file:
   (SO_TIMESTAMPNS on an AF_PACKET capture in the SUT's namespace).
 - `--verdicts N [--hog]`: the suite N times in a row (with every core kept
   busy by a CPU hog), and whether every test's verdict was the same each time.
+- Script overhead: a packetdrill script that waits on no timer (handshake
+  and close), run as a pytest item: setup + call + teardown, parse included.
 """
 from __future__ import annotations
 
@@ -93,6 +95,61 @@ def case_overhead(rounds: int) -> list[float]:
             raise SystemExit(f"bench: the quick cases did not pass (exit {rc})")
         out += list(d.per_item.values())
     return out
+
+
+TRIVIAL_SCRIPT = """// handshake and close: no timer
+    0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+   +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
+   +0 bind(3, ..., ...) = 0
+   +0 listen(3, 1) = 0
+   +0 < S 0:0(0) win 65535 <mss 1460>
+   +0 > S. 0:0(0) ack 1 <...>
+   +0 < . 1:1(0) ack 1 win 65535
+   +0 accept(3, ..., ...) = 4
+   +0 close(4) = 0
+   +0 > F. 1:1(0) ack 1
+   +0 < F. 1:1(0) ack 2 win 65535
+   +0 > . 2:2(0) ack 2
+"""
+
+
+def script_overhead(runs: int) -> tuple[list[float], float]:
+    """Per-item durations (setup+call+teardown) of a packetdrill script that
+    waits on no timer, `runs` copies of it collected from one directory; and
+    the CPU time (user + system) the tester spent per run, which a busy
+    machine does not inflate as it does wall time."""
+    import resource
+
+    import pytest
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    class Durations:
+        def __init__(self):
+            self.per_item: dict = {}
+            self.cpu: list = []
+
+        def pytest_runtest_logstart(self, nodeid, location):
+            self.started = cpu()
+
+        def pytest_runtest_logfinish(self, nodeid, location):
+            self.cpu.append(cpu() - self.started)
+
+        def pytest_runtest_logreport(self, report):
+            self.per_item[report.nodeid] = self.per_item.get(report.nodeid, 0.0) + report.duration
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(runs):
+            Path(tmp, f"trivial-{n}.pkt").write_text(TRIVIAL_SCRIPT)
+        d = Durations()
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            rc = pytest.main(["-q", "-p", "no:xdist", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
+                              "--family", "ipv4", tmp], plugins=[d])
+        if rc != 0:
+            raise SystemExit(f"bench: the trivial script did not pass (exit {rc})")
+    return list(d.per_item.values()), percentile(d.cpu, 50)
 
 
 def verdicts(junit: Path) -> dict:
@@ -223,6 +280,7 @@ def main(argv=None) -> int:
     ap.add_argument("--handshakes", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5, help="runs of the quick cases for the overhead")
     ap.add_argument("--connections", type=int, default=40, help="half-open connections for the timer error")
+    ap.add_argument("--scripts", type=int, default=50, help="runs of the trivial packetdrill script")
     ap.add_argument("--suite", action="store_true", help="also run the full suite (slow cases: about 70 s)")
     ap.add_argument("--matrix", action="store_true", help="only run the state x event matrix and time it")
     ap.add_argument("-n", "--workers", type=int, default=12, help="xdist workers for --suite and --verdicts")
@@ -265,6 +323,10 @@ def main(argv=None) -> int:
     cases = case_overhead(a.rounds)
     print(f"case overhead, no timer         p50 {percentile(cases, 50) * 1e3:7.1f} ms  p99 {percentile(cases, 99) * 1e3:7.1f} ms"
           f"   target <= 30 ms    ({len(cases)} cases)", flush=True)
+    scripts, cpu = script_overhead(a.scripts)
+    print(f"packetdrill script, no timer    p50 {percentile(scripts, 50) * 1e3:7.1f} ms  p99 {percentile(scripts, 99) * 1e3:7.1f} ms"
+          f"   target <= 30 ms    ({len(scripts)} runs of a handshake and close; tester CPU p50 {cpu * 1e3:.1f} ms)",
+          flush=True)
     if a.suite:
         wall, longest = suite_ratio(a.workers)
         print(f"suite wall time / longest case  {wall / longest:5.2f}  (wall {wall:.1f} s, longest {longest:.1f} s,"

@@ -18,6 +18,15 @@ Rules of this file:
   octets (network order), as QEMU's `-netdev stream` carries them to a
   user-mode network such as passt, stamped when read (a stream socket has
   no kernel timestamps).
+- Checksum offload: a segment whose sender left the TCP checksum to the
+  hardware (a veth or TAP with `tx` offload on: CHECKSUM_PARTIAL) reaches an
+  AF_PACKET socket unfinished, flagged TP_STATUS_CSUMNOTREADY in its
+  PACKET_AUXDATA. A PacketLink finishes such a checksum exactly as the
+  hardware would (the ones' complement sum over the segment, whose checksum
+  field holds the sender's pseudo-header sum) and counts it in `completed`;
+  a segment without the flag is traced as it came, so a wrong checksum from
+  a real device stays wrong (RFC 9293 MUST-2). `offloads_off` switches the
+  offloads off on an interface of ours.
 """
 from __future__ import annotations
 
@@ -31,16 +40,63 @@ from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, 
 from scapy.layers.inet import IP
 from scapy.layers.l2 import ARP, Ether
 from scapy.pton_ntop import inet_pton
+from scapy.utils import checksum
 
 from .link import SO_TIMESTAMPNS, Link, kernel_stamp, kernel_stamps_on, realtime_offset
 
 ETH_P_ALL = 0x0003
 ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
 PACKET_OUTGOING = 4
-SOL_PACKET, PACKET_ADD_MEMBERSHIP, PACKET_MR_PROMISC = 263, 1, 1
+SOL_PACKET, PACKET_ADD_MEMBERSHIP, PACKET_MR_PROMISC, PACKET_AUXDATA = 263, 1, 1, 8
+TP_STATUS_CSUMNOTREADY = 1 << 3
+MLD = (130, 131, 132, 143)          # ICMPv6 multicast listener query/report/done, MLDv2 report
+OFFLOADS = ("rx-gro", "tx-generic-segmentation", "tx-tcp-segmentation", "tx-tcp6-segmentation",
+            "tx-checksum-ip-generic", "tx-checksum-ipv4", "tx-checksum-ipv6")
 FRAME_LENGTH = struct.Struct("!I")       # a StreamLink frame's length prefix
 SIOCOUTQ = 0x5411                        # TIOCOUTQ: unread octets of a stream socket's peer
 DRAINED_WITHIN = 0.5                     # seconds a StreamLink waits for the SUT to read a frame
+
+
+def offloads_off(iface: str) -> None:
+    """Switch checksum and segmentation offloads off on `iface` (in the
+    calling thread's namespace), so that it sends every segment finished
+    and no larger than the MTU, as a wire carries them. Features a driver
+    lacks or does not let us change are left as they are."""
+    from pyroute2 import Ethtool
+    try:
+        with Ethtool() as et:
+            feats = et.get_features(iface)
+            for name in OFFLOADS:
+                if name in feats.features and feats.features[name].enable:
+                    feats.features[name].enable = False
+            et.set_features(iface, feats)
+    except Exception:
+        pass
+
+
+def finish_checksum(ip: bytes) -> bytes:
+    """The IP packet `ip` with its TCP checksum finished as offload hardware
+    finishes it: the checksum field holds the pseudo-header sum, the
+    hardware puts the complement of the sum over the whole segment there.
+    Anything but TCP directly after the IP header is returned unchanged."""
+    if ip[0] >> 4 == 4 and ip[9] == 6:
+        start = (ip[0] & 0x0F) * 4
+    elif ip[0] >> 4 == 6 and len(ip) >= 40 and ip[6] == 6:
+        start = 40
+    else:
+        return ip
+    if len(ip) < start + 20:
+        return ip
+    at = start + 16
+    return ip[:at] + struct.pack("!H", checksum(ip[start:])) + ip[at + 2:]
+
+
+def csum_not_ready(ancillary) -> bool:
+    """PACKET_AUXDATA says the sender left the checksum to the hardware."""
+    for level, kind, data in ancillary:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= 4:
+            return bool(struct.unpack("I", data[:4])[0] & TP_STATUS_CSUMNOTREADY)
+    return False
 
 
 class LinkError(RuntimeError):
@@ -117,7 +173,7 @@ class EthernetLink(Link):
                 if eth[ICMPv6ND_NA].tgt == self.sut_addr:
                     self.sut_mac = eth.src
                 return None
-            if ICMPv6ND_NS in eth:
+            if ICMPv6ND_NS in eth or _is_mld(frame):
                 return None
             return frame[14:]
         if eth.type == ETH_P_IP:
@@ -171,7 +227,9 @@ class PacketLink(EthernetLink):
         self.sock.setblocking(False)
         kernel_stamps_on()
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         self.offset = realtime_offset()
+        self.completed = 0             # segments whose checksum the sender left to the hardware
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -183,14 +241,19 @@ class PacketLink(EthernetLink):
         out = []
         while True:
             try:
-                frame, anc, _, addr = self.sock.recvmsg(65536, 64)
+                frame, anc, _, addr = self.sock.recvmsg(65536, 128)
             except BlockingIOError:
                 return out
             t = kernel_stamp(anc, self.offset) or time.monotonic()
-            if addr[2] != PACKET_OUTGOING:
-                out.append((frame, t))
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            if csum_not_ready(anc):
+                frame = frame[:14] + finish_checksum(frame[14:])
+                self.completed += 1
+            out.append((frame, t))
 
     def close(self) -> None:
+        super().close()
         from .netns import closer
         closer.submit(self.sock.close)             # packet_release waits for an RCU grace period
 
@@ -247,4 +310,11 @@ class StreamLink(EthernetLink):
         return out
 
     def close(self) -> None:
+        super().close()
         self.sock.close()
+
+
+def _is_mld(frame: bytes) -> bool:
+    """Multicast listener discovery (link upkeep of IPv6, like ND): ICMPv6
+    behind a hop-by-hop header, as RFC 3810 §5 sends it."""
+    return len(frame) > 14 + 48 and frame[14 + 6] == 0 and frame[14 + 40] == 58 and frame[14 + 48] in MLD

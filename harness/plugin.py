@@ -2,7 +2,8 @@
 
 Rules of this file:
 - Everything a user sets is a pytest option (`--stack`, `--stack-opt`,
-  `--sysctl`, `--family`, `--tolerance-ms`, `--tolerance-pct`, `--seed`);
+  `--sysctl`, `--family`, `--tolerance-ms`, `--tolerance-pct`,
+  `--link-delay-ms`, `--seed`);
   bad input is one line (pytest's "ERROR: ...") and nothing is created.
 - Fixtures have the narrowest scope that works: a fresh stack (for Linux a
   fresh namespace) and Trace per test; catalog and profile per session.
@@ -70,6 +71,8 @@ CATEGORIES = Path(__file__).resolve().parent.parent / "reports" / "categories.js
 RESULT_FILES = ("*-result.json", "*-container.json", "*-attachment*", "environment.properties",
                 "categories.json", "executor.json")
 TOOLS = ("scapy", "pyroute2", "pytest", "pytest-xdist", "allure-pytest")
+# packetdrill scripts (.pkt files) are collected by a plugin of their own
+pytest_plugins = ["harness.packetdrill.plugin"]
 
 
 def pytest_addoption(parser):
@@ -86,6 +89,8 @@ def pytest_addoption(parser):
                 help="absolute timing tolerance (default 25 ms)")
     g.addoption("--tolerance-pct", type=float, default=12.5, metavar="PCT",
                 help="relative timing tolerance, percent of the expected interval (default 12.5)")
+    g.addoption("--link-delay-ms", type=float, default=0.0, metavar="MS",
+                help="put the SUT MS milliseconds away, each way: the link holds every packet that long (default 0)")
     g.addoption("--seed", type=int, default=None,
                 help="seed of the peer's ISNs and ports (default: random, printed in the header)")
 
@@ -259,6 +264,8 @@ def environment(config, info: dict) -> dict:
            "kernel": f"{uname.system} {uname.release} {uname.machine}",
            "family": config.getoption("family"), "random-seed": st["seed"],
            "tolerance": f"{config.getoption('tolerance_ms'):g} ms or {config.getoption('tolerance_pct'):g} %"}
+    if config.getoption("link_delay_ms"):
+        env["link delay"] = f"{config.getoption('link_delay_ms'):g} ms each way"
     for key, value in info.items():
         if key not in ("stack", "version"):
             env[f"stack.{key}"] = value
@@ -322,6 +329,20 @@ def require_privileges(config) -> None:
         f"(sysctl kernel.unprivileged_userns_clone=1 user.max_user_namespaces=1000)")
 
 
+def preflight(config) -> None:
+    """Called by conformance/conftest.py once privileges are settled, in the
+    process that runs the session (not in xdist workers): the stack checks
+    this machine (Stack.preflight); what it found goes into the header, a
+    problem is one line (ERROR: ...) and exit code 4."""
+    st = config.stash.get(STATE, None)
+    if st is None or getattr(config, "workerinput", None) is not None or config.option.collectonly:
+        return
+    try:
+        st["notes"] = st["cls"].preflight(st["options"])
+    except StackError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
     """xdist controller: every worker uses the run's seed."""
@@ -332,7 +353,10 @@ def pytest_report_header(config):
     st = config.stash.get(STATE, None)
     if st:
         return (f"tcpconf: stack {st['stack']}, seed {st['seed']}"
-                + (f", sysctls {st['sysctls']}" if st["sysctls"] else ""))
+                + (f", sysctls {st['sysctls']}" if st["sysctls"] else "")
+                + (f", link delay {config.getoption('link_delay_ms'):g} ms each way"
+                   if config.getoption("link_delay_ms") else "")
+                + "".join(f", {note}" for note in st.get("notes", ())))
 
 
 def pytest_sessionstart(session):
@@ -472,6 +496,9 @@ def stack(request, family, tcpconf, case):
     except StackError as e:
         pytest.fail(f"harness: cannot start stack {cls.name}: {e}", pytrace=False)
     request.node.stash[STACK_INFO] = st.describe()
+    delay = request.config.getoption("link_delay_ms") / 1000.0
+    if delay > 0:
+        st.link.delays.append(lambda raw, sent_by: delay)
     try:
         yield st
     finally:

@@ -141,7 +141,7 @@ RULES = (
          text="SYN-SENT, fifth: neither SYN nor RST: drop the segment"),
     # --- §3.10.7.4 first: check sequence number (Table 6) ------------------------------------
     Rule("seq.crossing-syn-ack", ("SYN-RECEIVED",), "seq", "SYN and ACK and SEG.SEQ + 1 = RCV.NXT", then=CONTINUE,
-         do="TRIM", source="RFC9293/3.10.7.4",
+         do="TRIM; SYN := False", source="RFC9293/3.10.7.4",
          text="first, check sequence number: in SYN-RECEIVED, the peer's SYN-ACK crossing ours carries its SYN again "
               "(SEG.SEQ = RCV.NXT-1): the old SYN is trimmed and the ACK processed (RFC 9293 Figure 7, line 7)"),
     Rule("seq.unacceptable-rst", _SYNC, "seq", "not ACCEPTABLE and RST", source="RFC9293/3.10.7.4",
@@ -151,7 +151,7 @@ RULES = (
               "and is dropped"),
     Rule("seq.trim", _SYNC, "seq", "SEG.SEQ < RCV.NXT", then=CONTINUE, do="TRIM", source="RFC9293/3.10.7.4",
          text="first, check sequence number: a segment that straddles RCV.NXT is processed from RCV.NXT on, its old "
-              "part (SYN first, then text) trimmed off"),
+              "part (the SYN's octet first, then text) trimmed off; a SYN bit stays for the fourth check"),
     # --- second: check the RST bit (RFC 5961 §3) ---------------------------------------------
     Rule("rst.exact", _SYNC, "rst", "RST and SEG.SEQ = RCV.NXT", next=RESET, source="RFC5961/3.2",
          text="second, check the RST bit: SEG.SEQ exactly RCV.NXT resets the connection "
@@ -416,12 +416,15 @@ def _accept(env: dict) -> None:
 
 def _trim(env: dict) -> None:
     """Keep the part of the segment from RCV.NXT on: the old octets go, the
-    SYN first (it comes first in sequence space), then text, then the FIN."""
+    SYN's first (it comes first in sequence space), then text, then the FIN.
+    The SYN bit itself stays: the fourth check looks at it "irrespective of
+    the sequence number" (RFC 9293 §3.10.7.4, RFC 5961 §4.2); a row that
+    drops it says so (`SYN := False`)."""
     old = _diff(env["RCV_NXT"], env["SEG_SEQ"])
     if old <= 0:
         return
     if env["SYN"]:
-        env["SYN"], old = False, old - 1
+        old -= 1
     cut = min(old, env["TEXT"])
     env["TEXT"], old = env["TEXT"] - cut, old - cut
     if old > 0 and env["FIN"]:

@@ -10,6 +10,9 @@ Rules of this file:
   builds a stack needs; `--uml`: user-mode Linux, a second kernel for
   `--stack remote`).
 - A missing tool is one line saying what to install; the exit is non-zero.
+- Debian packages are installed with apt-get as root, or through `sudo -n`
+  for a user whose sudo needs no password (a CI runner): `.venv` and the
+  builds stay the user's.
 """
 from __future__ import annotations
 
@@ -49,23 +52,35 @@ def package_version(package: str) -> str | None:
     return (version.strip() or None) if r.returncode == 0 and status.startswith("ii") else None
 
 
+def as_root(cmd: list) -> list | None:
+    """`cmd` as root: as it is for root, through `sudo -n` for a user whose
+    sudo asks no password (a CI runner's), else None."""
+    if os.geteuid() == 0:
+        return cmd
+    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        return ["sudo", "-n", *cmd]
+    return None
+
+
 def apt_install(packages, purpose: str) -> None:
-    """Install the Debian `packages` that are missing (root and apt-get
-    needed), for `purpose`; one line (SetupError) if they cannot be."""
+    """Install the Debian `packages` that are missing (apt-get, as root or
+    through passwordless sudo), for `purpose`; one line (SetupError) if
+    they cannot be."""
     missing = [p for p in packages if package_version(p) is None]
     if not missing:
         return
     what = " ".join(missing)
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        raise SetupError(f"{purpose} needs Debian's {what}: as root, apt-get install {what}")
-    print(f"setup: installing {what} (apt-get), for {purpose}", flush=True)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     lock = ["-o", "DPkg::Lock::Timeout=300"]
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *lock, *missing]
-    r = subprocess.run(install, env=env, capture_output=True, text=True)
+    install = as_root(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
+                       "--no-install-recommends", *lock, *missing])
+    if shutil.which("apt-get") is None or install is None:
+        raise SetupError(f"{purpose} needs Debian's {what}: as root (or with sudo), apt-get install {what}")
+    print(f"setup: installing {what} (apt-get{'' if os.geteuid() == 0 else ', with sudo'}), for {purpose}",
+          flush=True)
+    r = subprocess.run(install, capture_output=True, text=True)
     if r.returncode != 0:                    # stale package lists: refresh once
-        subprocess.run(["apt-get", "update", "-q", *lock], env=env, capture_output=True)
-        r = subprocess.run(install, env=env, capture_output=True, text=True)
+        subprocess.run(as_root(["apt-get", "update", "-q", *lock]), capture_output=True)
+        r = subprocess.run(install, capture_output=True, text=True)
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()
         raise SetupError(f"apt-get install {what} failed: {tail[-1] if tail else r.returncode}")

@@ -2,9 +2,11 @@
 
 Each fault breaks exactly one behaviour of the stack under test as the
 tester sees it: a segment the stack sent is dropped, one of its fields or
-options is changed, or its receive timestamp is shifted. A conformance case
-run with the fault must fail, naming its requirement; a case that cannot
-fail is a defect (design principle 6).
+options is changed, or its receive timestamp is shifted; or the path
+between the tester and the stack is made longer (`Delay`: every segment,
+or one segment in one direction, held on the link). A conformance case run
+with the fault must fail, naming its requirement; a case that cannot fail
+is a defect (design principle 6).
 """
 from __future__ import annotations
 
@@ -34,8 +36,10 @@ class Fault:
     """Acts on the `nth` segment from the SUT whose SYN/ACK/FIN/RST bits are
     exactly `flags`: "drop" it, add `offset` to its "seq" or "ack" field,
     "delay" its timestamp by `offset` seconds, "strip" its TCP option named
-    `option` (Scapy's name: "WScale", "Timestamp"...) or "set" that option
-    to `value` (added if the segment lacks it)."""
+    `option` (Scapy's name: "WScale", "Timestamp"...), "set" that option
+    to `value` (added if the segment lacks it), or add `offset` to its
+    "chksum" (the segment otherwise intact: a wrong checksum as a real
+    device would deliver it)."""
 
     flags: str
     nth: int
@@ -56,6 +60,10 @@ class Fault:
             return None
         if self.action == "delay":
             return raw, t + self.offset
+        if self.action == "chksum":
+            pkt = seg.pkt.copy()
+            pkt[TCP].chksum = (seg.tcp.chksum + int(self.offset)) % (1 << 16)
+            return bytes(pkt), t
         pkt = seg.pkt.copy()
         tcp = pkt[TCP]
         if self.action in ("strip", "set"):
@@ -89,8 +97,34 @@ class PredictableIsn:
         return _rebuilt(pkt), t
 
 
+@dataclass
+class Delay:
+    """Holds segments on the link `seconds` longer (Link.delays): every
+    segment both ways (a path that long each way), or only the `nth` segment
+    sent by `sent_by` ("peer": ours, on its way to the SUT; "sut": the
+    SUT's, on its way to us) whose SYN/ACK/FIN/RST bits are exactly `flags`."""
+
+    seconds: float
+    sent_by: str | None = None
+    flags: str = ""
+    nth: int = 0
+    seen: int = 0
+    on_path = True
+    action = "hold"
+
+    def __call__(self, raw: bytes, sent_by: str) -> float:
+        if self.sent_by is None:
+            return self.seconds
+        seg = Segment.parse(raw, 0.0, sent_by)
+        if sent_by != self.sent_by or seg is None or (seg.flags & frozenset("SAFR")) != flags_of(self.flags):
+            return 0.0
+        self.seen += 1
+        return self.seconds if self.seen == self.nth else 0.0
+
+
 class FaultPlugin:
-    """Installs a Fault on the link of every stack a test starts."""
+    """Installs a fault on the link of every stack a test starts: a Delay
+    among the link's delays, anything else among its filters."""
 
     def __init__(self, fault):
         self.fault = fault
@@ -98,7 +132,8 @@ class FaultPlugin:
     @pytest.fixture(autouse=True)
     def _tcpconf_fault(self, request):
         if "stack" in request.fixturenames:
-            request.getfixturevalue("stack").link.filters.append(self.fault)
+            link = request.getfixturevalue("stack").link
+            (link.delays if getattr(self.fault, "on_path", False) else link.filters).append(self.fault)
         yield
 
 

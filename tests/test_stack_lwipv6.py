@@ -18,6 +18,7 @@ import pytest
 
 from conftest import ROOT
 from faults import Fault, FaultPlugin
+from readme import SMOKE, fresh_clone, run_readme
 from harness import rules
 from harness.agent import AppError
 from harness.plugin import STATE
@@ -33,6 +34,13 @@ pytestmark = [
 PASSING = ("handshake.data-ack-to-syn-received", "teardown.time-wait-fin-retransmission")
 DEVIATING = ("teardown.simultaneous-close", "handshake.old-duplicate-syn")
 SMOKE = "data_on_third_ack or fin_retransmitted_into_time_wait or simultaneous_close or syn_with_other_isn_in_window"
+
+
+def test_the_readme_command_on_a_fresh_clone(tmp_path):
+    """The README's set-up and run for lwIPv6, as written, narrowed to the smoke cases."""
+    r = run_readme("python3 -m harness.setup --stack lwipv6 && .venv/bin/pytest conformance/ --stack lwipv6 -n 4",
+                   fresh_clone(tmp_path), {"PYTEST_ADDOPTS": SMOKE})
+    assert r.returncode == 0 and "4 passed" in r.stdout, f"exit {r.returncode}\n{r.stdout[-2500:]}\n{r.stderr[-2500:]}"
 
 
 def test_smoke_cases_against_lwipv6_pass_or_deviate_as_documented(tmp_path):

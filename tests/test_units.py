@@ -2,6 +2,7 @@
 timing tolerance, catalog and profile validation. No root, no sockets."""
 import random
 import socket
+import subprocess
 import time
 
 import pytest
@@ -63,6 +64,30 @@ def test_segment_detects_bad_checksum():
     pkt = IP(tcp(flags="S"))
     pkt[TCP].chksum ^= 0x0101
     assert not Segment.parse(bytes(pkt), 0.0, "sut").checksum_ok
+
+
+@pytest.mark.parametrize("src, dst", [(PEER, SUT), ("2001:2::2", "2001:2::1")])
+def test_a_checksum_left_to_the_hardware_is_finished_as_the_hardware_would(src, dst):
+    """CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum; the
+    finished segment verifies. A wrong pseudo-header sum stays wrong."""
+    from scapy.utils import checksum
+    from harness.l2 import finish_checksum
+    pkt = (IP(src=src, dst=dst) if ":" not in src else IPv6(src=src, dst=dst)) / TCP(sport=1, dport=2, flags="S") / b"abc"
+    whole = bytes(pkt)
+    ip_len = 20 if ":" not in src else 40
+    tcp_len = len(whole) - ip_len
+    if ":" not in src:
+        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + bytes([0, 6]) + tcp_len.to_bytes(2, "big")
+    else:
+        pseudo = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+                  + tcp_len.to_bytes(4, "big") + bytes([0, 0, 0, 6]))
+    partial = (~checksum(pseudo)) & 0xFFFF                # the folded sum, not its complement
+    at = ip_len + 16
+    unfinished = whole[:at] + partial.to_bytes(2, "big") + whole[at + 2:]
+    assert not Segment.parse(unfinished, 0.0, "sut").checksum_ok
+    assert finish_checksum(unfinished) == whole
+    wrong = whole[:at] + ((partial + 1) & 0xFFFF).to_bytes(2, "big") + whole[at + 2:]
+    assert not Segment.parse(finish_checksum(wrong), 0.0, "sut").checksum_ok
 
 
 def test_segment_trims_ethernet_padding():
@@ -359,11 +384,27 @@ def test_apt_install_checks_what_is_installed_and_says_what_to_run(monkeypatch):
     assert setup.package_version("dpkg")                       # installed: a version
     assert setup.package_version("tcpconf-no-such-package") is None
     setup.apt_install(["dpkg"], "nothing")                     # all there: nothing to do, no apt-get
-    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)          # a user without root ...
+    monkeypatch.setattr(setup.shutil, "which", lambda name: None if name == "sudo" else "/usr/bin/" + name)
+    assert setup.as_root(["apt-get", "update"]) is None                 # ... and without sudo
     with pytest.raises(setup.SetupError) as e:
         setup.apt_install(["dpkg", "tcpconf-no-such-package"], "the test")
     assert str(e.value) == ("the test needs Debian's tcpconf-no-such-package: "
-                            "as root, apt-get install tcpconf-no-such-package")
+                            "as root (or with sudo), apt-get install tcpconf-no-such-package")
+
+
+def test_a_user_with_passwordless_sudo_installs_through_it(monkeypatch):
+    from harness import setup
+    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(setup.shutil, "which", lambda name: "/usr/bin/" + name)
+    asked = []
+
+    def run(cmd, **kw):
+        asked.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(setup.subprocess, "run", run)
+    assert setup.as_root(["apt-get", "update"]) == ["sudo", "-n", "apt-get", "update"]
+    assert asked == [["sudo", "-n", "true"]]
 
 
 def test_an_agent_of_another_protocol_version_is_refused():

@@ -88,6 +88,14 @@ class Stack:
         """Validate --stack-opt values before anything starts (StackError)."""
 
     @classmethod
+    def preflight(cls, options: dict) -> list[str]:
+        """Once per run, before any case, where the run will start stacks:
+        check what the stack needs from this machine that a case cannot
+        repair. Returns lines for the run's header (what was found); a
+        StackError (one line saying what to do) stops the run."""
+        return []
+
+    @classmethod
     def tunables(cls) -> frozenset | None:
         """The names `sysctl`/`set_sysctl` know, if the stack has its own
         (a case setting another is skipped); None: the host's /proc/sys names."""
