@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT
 from faults import Fault, FaultPlugin
-from readme import SMOKE, fresh_clone, run_readme
+from readme import SMOKE as README_SMOKE, fresh_clone, run_readme
 from harness import rules
 from harness.agent import AppError
 from harness.plugin import STATE
@@ -39,7 +39,7 @@ SMOKE = "data_on_third_ack or fin_retransmitted_into_time_wait or simultaneous_c
 def test_the_readme_command_on_a_fresh_clone(tmp_path):
     """The README's set-up and run for lwIPv6, as written, narrowed to the smoke cases."""
     r = run_readme("python3 -m harness.setup --stack lwipv6 && .venv/bin/pytest conformance/ --stack lwipv6 -n 4",
-                   fresh_clone(tmp_path), {"PYTEST_ADDOPTS": SMOKE})
+                   fresh_clone(tmp_path), {"PYTEST_ADDOPTS": README_SMOKE})
     assert r.returncode == 0 and "4 passed" in r.stdout, f"exit {r.returncode}\n{r.stdout[-2500:]}\n{r.stderr[-2500:]}"
 
 
