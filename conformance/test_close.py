@@ -29,9 +29,9 @@ def _state(stack, peer, want, requirement: str, what: str) -> None:
     ANSWER_WITHIN: a segment of ours that draws no answer takes the path's
     time to reach the SUT."""
     if "state" in stack.capabilities:
-        if stack.wait_for_state(peer.sut_port, peer.port, want, ANSWER_WITHIN) is None:
-            got = stack.state_of(peer.sut_port, peer.port)
-            require(got == want, requirement, what, want or "CLOSED (no socket)", got or "CLOSED (no socket)")
+        reached = stack.wait_for_state(peer.sut_port, peer.port, want, ANSWER_WITHIN) is not None
+        got = want if reached else stack.state_of(peer.sut_port, peer.port)
+        require(got == want, requirement, what, want or "CLOSED (no socket)", got or "CLOSED (no socket)")
 
 
 def _gone(stack, peer, requirement: str, what: str, within: float = 0.5) -> None:

@@ -591,7 +591,8 @@ def pcap_name(stack: str, item) -> str:
     test and parameters (Allure downloads an attachment under a hash)."""
     import re
     params = f"-{item.callspec.id}" if hasattr(item, "callspec") else ""
-    name = f"{stack}-{_case_id(item)}-{getattr(item, 'originalname', item.name)}{params}.pcap"
+    case = _case_id(item) or getattr(item, "pkt", {}).get("case")          # a .pkt script's case is its path
+    name = f"{stack}-{case}-{getattr(item, 'originalname', item.name)}{params}.pcap"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 

@@ -193,7 +193,7 @@ def test_the_start_page_shows_the_deviations_and_how_many_break_must_rules(built
     assert abs(ring - 100 * passed / len(results)) < 0.01 and ring < 100
     assert re.search(rf"Failed\s+{len(results) - passed}\b", text) and not re.search(r"Skipped\s+\d", text)
     assert text.count("MUST deviation ·") >= 1          # the tree names the deviations
-    assert re.search(r"Global Attachments\s+2\b", text)  # the matrix and the claims page, inside the report
+    assert re.search(r"Global Attachments\s+3\b", text)  # the matrix, state x event and claims pages, inside the report
     browser.get(f"file://{out}/html/index.html#globalAttachments")
     pages = _wait(browser, "return document.body.innerText.includes('claims.html') && document.body.innerText")
     assert "matrix.html" in pages and "text/html" in pages

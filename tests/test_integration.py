@@ -164,16 +164,25 @@ def test_without_root_or_user_namespaces_one_line_says_what_to_do():
 
 
 def test_ctrl_c_in_the_middle_leaves_no_namespace():
-    p = subprocess.Popen([*PYTEST, "conformance/", "-k", "retries-2 and ipv4", "-q"], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while not mine(p.pid):
-        assert time.monotonic() < deadline and p.poll() is None, "the case never started"
+    """SIGINT while the case waits on the SYN-ACK backoff. The case has started
+    when pytest -v names it (a namespace alone may be the run's set-up)."""
+    p = subprocess.Popen([*PYTEST, "conformance/", "-k", "retries-2 and ipv4", "-v"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list = []                         # what pytest wrote so far (-v names a test as it starts it)
+    reader = threading.Thread(target=lambda: lines.extend(c.decode(errors="replace") for c in
+                                                          iter(lambda: os.read(p.stdout.fileno(), 4096), b"")),
+                              daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 60
+    while not (mine(p.pid) and "test_synack_retransmitted_then_dropped" in "".join(lines)):
+        assert time.monotonic() < deadline and p.poll() is None, "the case never started:\n" + "".join(lines)
         time.sleep(0.02)
     time.sleep(0.5)                          # in the middle of the SYN-ACK backoff
     p.send_signal(signal.SIGINT)
-    out, _ = p.communicate(timeout=30)
-    assert p.returncode != 0
+    p.wait(timeout=30)
+    reader.join(timeout=5)
+    out = "".join(lines)
+    assert p.returncode != 0, out
     assert mine(p.pid) == [], out
     assert "Traceback" not in out.split("KeyboardInterrupt")[0]
 

@@ -164,7 +164,8 @@ def test_scripts_are_collected_per_family_with_the_report_contract(run_case, tmp
         assert labels["stack"] == "linux" and params["family"] == labels["family"]
         names = [a["name"] for a in res.get("attachments", [])]
         assert any(n.startswith(Path(labels["case"]).name) for n in names), names
-        assert "capture.pcap" in names
+        assert any(n.endswith(".pcap") and Path(labels["case"]).name.replace("-", "_") in n.replace("-", "_")
+                   for n in names), names                           # the capture, under the script's name
     assert set(found) == {("pkt.sub/one.pkt", "ipv4"), ("pkt.sub/one.pkt", "ipv6"), ("pkt.sub/two-v6.pkt", "ipv6"),
                           ("pkt.sub/three.pkt", "ipv4")}
     failed = found[("pkt.sub/three.pkt", "ipv4")]
