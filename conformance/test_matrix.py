@@ -113,11 +113,13 @@ def _state_after(conn, cell, doc, requirement: str, what: str, silence: float) -
     tcb = {**conn.tcb(), **{k: v for k, v in doc.tcb.items() if v is not None}}
     if tcb.get("RCV_NXT") is None:       # no connection to probe before SYN-RECEIVED
         return
+    if tcb.get("SND_UNA") is None:       # a new ISS (from LISTEN), which its SYN-ACK told the peer
+        tcb["SND_UNA"] = tcb.get("ISS")
     seq, ack = (tcb["RCV_NXT"] - 1) % MOD, tcb.get("SND_NXT") if tcb.get("SND_NXT") is not None else peer.rcv_nxt
     state = doc.next if doc.next in SYNCHRONIZED or doc.next in ("CLOSED", "LISTEN") else None
     if state is None:
         return
-    expected = arrive(state, tcb, RuleSegment(frozenset("PA"), seq, ack, 1))
+    expected = arrive(state, tcb, RuleSegment(frozenset("PA"), seq, ack, 1), conn.overrides)
     peer.send("PA", seq=seq, ack=ack, data=b"?")
     for answer in expected.answers:
         peer.expect(_flags(answer.ctl), seq=answer.seq, ack=answer.ack, requirement=requirement,

@@ -11,7 +11,9 @@ Rules of this file:
   segment brings about is awaited until a deadline, never sampled once).
 - The SUT closes with shutdown(SHUT_WR), not close(): its socket stays open
   for reading, so text keeps being processed in FIN-WAIT-1 and -2 as the
-  RFC's seventh check says, and no orphan timer ends the state. A listener
+  RFC's seventh check says, and no orphan timer ends the state. A stack
+  without half-close (`half_close = False`: its TCP treats a closed socket's
+  connection as an open one's) closes with close(). A listener
   is closed once its connection is accepted, so that nothing else on the
   port answers for the connection.
 - The SUT sends ten octets once established and the peer acknowledges them:
@@ -150,7 +152,10 @@ class Connection:
 
     def _close(self):
         p = self.peer
-        self.app.shutdown(self.conn, "wr")
+        if self.stack.half_close:
+            self.app.shutdown(self.conn, "wr")
+        else:
+            self.app.close(self.conn)
         self.peer.expect("FA", seq=p.rcv_nxt, ack=p.snd_nxt, requirement="RFC9293/3.10.4",
                  what="CLOSE: the SUT sends <SEQ=SND.NXT><CTL=FIN,ACK>")
 

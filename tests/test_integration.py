@@ -324,7 +324,7 @@ def test_two_suites_at_the_same_time_do_not_collide():
         assert mine(p.pid) == []
 
 
-@pytest.mark.parametrize("name", ["lwip", "gvisor"])
+@pytest.mark.parametrize("name", ["lwip", "gvisor", "lwipv6"])
 def test_an_unbuilt_agent_is_one_line_saying_what_to_run(pytester, monkeypatch, name):
     from harness.stacks import stack_class
     monkeypatch.setattr(stack_class(name), "agent_path", classmethod(lambda cls: Path("/nonexistent/agent")))

@@ -277,6 +277,10 @@ def test_catalog_loads_the_lwip_profile_too():
     Profile.load("lwip").check_cases(Catalog.load())
 
 
+def test_catalog_loads_the_lwipv6_profile_too():
+    Profile.load("lwipv6").check_cases(Catalog.load())
+
+
 def test_profile_must_name_its_stack_and_valid_behaviour(tmp_path):
     (tmp_path / "x.toml").write_text('stack = "y"\n')
     with pytest.raises(CatalogError, match="'stack' must be 'x'"):

@@ -198,7 +198,7 @@ def test_workflow_is_valid_yaml_with_a_job_per_stack_and_a_merging_report():
     doc = load(WORKFLOW.read_text())
     assert doc["name"] == "conformance"
     linux, userspace, report = doc["jobs"]["linux"], doc["jobs"]["userspace"], doc["jobs"]["report"]
-    assert userspace["strategy"]["matrix"]["stack"] == ["lwip", "gvisor", "slirp", "passt"]
+    assert userspace["strategy"]["matrix"]["stack"] == ["lwip", "gvisor", "slirp", "passt", "lwipv6"]
     assert userspace["container"] == {"image": "debian:12", "options": "--privileged"}
     assert report["needs"] == ["linux", "userspace"] and report["if"] == "always()"
     for job in doc["jobs"].values():

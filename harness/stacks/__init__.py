@@ -29,6 +29,7 @@ STACKS = {
     "lwip": "harness.stacks.lwip:LwipStack",
     "slirp": "harness.stacks.slirp:SlirpStack",
     "passt": "harness.stacks.passt:PasstStack",
+    "lwipv6": "harness.stacks.lwipv6:Lwipv6Stack",
 }
 
 ADDRESSES = {
@@ -63,6 +64,8 @@ class Stack:
     server_port: int | None = None   # a fixed listening port of the SUT, if any
     peer_ports: range | None = None  # the tester's ports, where the stack can reach only some (passt's forwards)
     mtu: int = 0                     # MTU of the SUT's link, read by start()
+    half_close = True                # shutdown(SHUT_WR) sends a FIN and the socket reads on; False: the
+                                     # stack has no half-close and its close() leaves the TCP as that would
 
     def __init__(self, config: StackConfig):
         self.config = config

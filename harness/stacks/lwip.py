@@ -28,6 +28,7 @@ from .tap import BUILD, TapStack
 # The library comes with liblwip-dev: named liblwip0 on Debian 12, liblwip0t64 on Ubuntu 24.04.
 PACKAGES = ("liblwip-dev", "gcc", "libc6-dev", "pkg-config")
 SOURCE = Path(__file__).with_name("lwip_agent.c")
+PROTO = Path(__file__).with_name("agent_proto.h")     # the protocol's plumbing, shared with lwipv6's agent
 TAPIF_H = Path("/usr/include/lwip/netif/tapif.h")
 
 
@@ -70,7 +71,7 @@ class LwipStack(TapStack):
         if not TAPIF_H.exists() or shutil.which("gcc") is None or shutil.which("pkg-config") is None:
             apt_install(PACKAGES, "the lwIP agent")
         agent = cls.agent_path()
-        if agent.exists() and agent.stat().st_mtime >= SOURCE.stat().st_mtime:
+        if agent.exists() and agent.stat().st_mtime >= max(SOURCE.stat().st_mtime, PROTO.stat().st_mtime):
             return
         flags = _run(["pkg-config", "--cflags", "--libs", "lwip"], "apt-get install pkg-config")
         if flags.returncode != 0:
