@@ -49,7 +49,12 @@ and "message" (one line for a human).
   {"op":"connect","family":F,"address":A,"port":P,"bind":[addr,port]|null,"options":{..}} -> {"id":C}
         (non-blocking: returns at once, the SYN is on its way)
   {"op":"send","id":C,"data":B64,"timeout":T}      -> {"sent":N}
+        ("oob":true sends it as urgent data, MSG_OOB)
   {"op":"recv","id":C,"max":N,"timeout":T}         -> {"data":B64}   ("" = end of stream)
+        ("oob":true reads the urgent octet out of band, MSG_OOB)
+  {"op":"urgent","id":C}                           -> {"pending":BOOL,"at_mark":BOOL}
+        (urgent data signalled and not yet read, as poll's POLLPRI; the read
+        position at the urgent mark, as SIOCATMARK)
   {"op":"shutdown","id":C,"how":"rd"|"wr"|"rdwr"}  -> {}
   {"op":"close","id":C}                            -> {}
   {"op":"setsockopt","id":C,"name":NAME,"value":V} -> {}
@@ -64,7 +69,10 @@ and "message" (one line for a human).
 Option names: SO_REUSEADDR SO_KEEPALIVE SO_RCVBUF SO_SNDBUF SO_LINGER ([on, secs])
 TCP_NODELAY TCP_MAXSEG TCP_KEEPIDLE TCP_KEEPINTVL TCP_KEEPCNT TCP_SYNCNT
 TCP_LINGER2 TCP_DEFER_ACCEPT TCP_WINDOW_CLAMP TCP_USER_TIMEOUT TCP_QUICKACK
-TCP_FASTOPEN TCP_CONGESTION (string), and TCP_INFO, read-only: an object with
+TCP_FASTOPEN TCP_CONGESTION (string), SO_OOBINLINE, IP_TOS IPV6_TCLASS IP_TTL
+IPV6_UNICAST_HOPS (the IP header fields of the socket's segments),
+IP_RECVERR IPV6_RECVERR (ICMP errors reported to the application: "error"
+returns them), and TCP_INFO, read-only: an object with
 the SUT's own view of the connection (state, rto, ato, rtt, rttvar in
 microseconds, retransmits, backoff, snd_mss, rcv_mss, unacked), which cases
 use where a timer follows the SUT's RTT. An agent answers EOPNOTSUPP for the
@@ -93,7 +101,16 @@ OPTIONS = {
     "TCP_USER_TIMEOUT": (SOL_TCP, getattr(socket, "TCP_USER_TIMEOUT", 18), "int"),
     "TCP_FASTOPEN": (SOL_TCP, getattr(socket, "TCP_FASTOPEN", 23), "int"),
     "TCP_INFO": (SOL_TCP, getattr(socket, "TCP_INFO", 11), "tcp_info"),        # read-only
+    # urgent data and the IP header of the socket's segments
+    "SO_OOBINLINE": (socket.SOL_SOCKET, getattr(socket, "SO_OOBINLINE", 10), "int"),
+    "IP_TOS": (socket.IPPROTO_IP, getattr(socket, "IP_TOS", 1), "int"),
+    "IP_TTL": (socket.IPPROTO_IP, getattr(socket, "IP_TTL", 2), "int"),
+    "IP_RECVERR": (socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), "int"),
+    "IPV6_TCLASS": (socket.IPPROTO_IPV6, getattr(socket, "IPV6_TCLASS", 67), "int"),
+    "IPV6_UNICAST_HOPS": (socket.IPPROTO_IPV6, getattr(socket, "IPV6_UNICAST_HOPS", 16), "int"),
+    "IPV6_RECVERR": (socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25), "int"),
 }
+SIOCATMARK = 0x8905             # include/uapi/linux/sockios.h
 
 # struct tcp_info (include/uapi/linux/tcp.h) up to tcpi_rttvar: 8 octets, then
 # u32 fields; the times in microseconds, as the kernel reports them.
@@ -235,7 +252,9 @@ class SocketHost:
             raise AppError(errno.errorcode.get(err, "EIO"), f"connect to {address} port {port}: {os.strerror(err)}")
         return {"id": self._add(s)}
 
-    def op_send(self, id, data, timeout=1.0):
+    def op_send(self, id, data, timeout=1.0, oob=False):
+        if oob:
+            return self._send_urgent(id, data)
         s = self._sock(id)
         buf = base64.b64decode(data)
         sent = 0
@@ -251,7 +270,9 @@ class SocketHost:
                 break
         return {"sent": sent}
 
-    def op_recv(self, id, max=65536, timeout=1.0):
+    def op_recv(self, id, max=65536, timeout=1.0, oob=False):
+        if oob:
+            return self._recv_urgent(id, max, timeout)
         s = self._sock(id)
         if not select.select([s], [], [], float(timeout))[0]:
             raise AppError("EAGAIN", f"nothing to read within {timeout} s")
@@ -316,6 +337,25 @@ class SocketHost:
         self.close_all()
         return {}
 
+    # --- urgent data (RFC 9293 §3.8.5) ----------------------------------------------
+    def _send_urgent(self, id, data):
+        """send(MSG_OOB): the data's last octet is urgent, and the urgent
+        pointer of the segment carrying it points past it."""
+        return {"sent": self._sock(id).send(base64.b64decode(data), socket.MSG_OOB)}
+
+    def _recv_urgent(self, id, max, timeout):
+        """recv(MSG_OOB), waiting up to `timeout` for urgent data to be
+        signalled (exceptional condition, POLLPRI). EINVAL: none pending."""
+        s = self._sock(id)
+        select.select([], [], [s], float(timeout))
+        return {"data": base64.b64encode(s.recv(int(max), socket.MSG_OOB)).decode()}
+
+    def op_urgent(self, id):
+        import fcntl
+        s = self._sock(id)
+        mark = struct.unpack("i", fcntl.ioctl(s.fileno(), SIOCATMARK, struct.pack("i", 0)))[0]
+        return {"pending": bool(select.select([], [], [s], 0)[2]), "at_mark": bool(mark)}
+
     def close_all(self) -> None:
         for s in self.socks.values():
             try:
@@ -367,8 +407,10 @@ class App:
             raise AppError("EPROTO", f"the agent speaks protocol {hello.get('version')}, the suite {VERSION}")
         return hello
 
-    def listen(self, port: int, backlog: int = 16, **options) -> int:
-        return self.call("listen", family=self.family, address=self.address, port=port,
+    def listen(self, port: int, backlog: int = 16, address: str | None = None, **options) -> int:
+        """Listen on `port` of the SUT's address (or `address`: "0.0.0.0" or
+        "::" for every address)."""
+        return self.call("listen", family=self.family, address=address or self.address, port=port,
                          backlog=backlog, options=options)["id"]
 
     def accept(self, listener: int, timeout: float = 1.0) -> int:
@@ -379,11 +421,17 @@ class App:
         return self.call("connect", family=self.family, address=address, port=port,
                          bind=bind, options=options)["id"]
 
-    def send(self, conn: int, data: bytes, timeout: float = 1.0) -> int:
-        return self.call("send", id=conn, data=base64.b64encode(data).decode(), timeout=timeout)["sent"]
+    def send(self, conn: int, data: bytes, timeout: float = 1.0, oob: bool = False) -> int:
+        extra = {"oob": True} if oob else {}
+        return self.call("send", id=conn, data=base64.b64encode(data).decode(), timeout=timeout, **extra)["sent"]
 
-    def recv(self, conn: int, max: int = 65536, timeout: float = 1.0) -> bytes:
-        return base64.b64decode(self.call("recv", id=conn, max=max, timeout=timeout)["data"])
+    def recv(self, conn: int, max: int = 65536, timeout: float = 1.0, oob: bool = False) -> bytes:
+        extra = {"oob": True} if oob else {}
+        return base64.b64decode(self.call("recv", id=conn, max=max, timeout=timeout, **extra)["data"])
+
+    def urgent(self, conn: int) -> dict:
+        """{'pending': urgent data signalled (POLLPRI), 'at_mark': SIOCATMARK}."""
+        return self.call("urgent", id=conn)
 
     def recv_exactly(self, conn: int, n: int, timeout: float = 1.0) -> bytes:
         out = b""

@@ -578,6 +578,17 @@ static const struct option OPTIONS[] = {
     { "TCP_QUICKACK", 0, 0, K_INT, "lwIP has no TCP_QUICKACK" },
     { "TCP_FASTOPEN", 0, 0, K_INT, "lwIP has no TCP Fast Open" },
     { "TCP_CONGESTION", 0, 0, K_INT, "lwIP has one built-in congestion control; it cannot be chosen" },
+    /* The IP header of the socket's segments: lwIP keeps one TTL and one TOS
+       per PCB (struct ip_pcb) and gives them to ip6_output_if as the hop
+       limit and traffic class of an IPv6 connection, so the IPv6 names map
+       onto the same fields (lwip_setsockopt accepts IPPROTO_IP on any TCP socket). */
+    { "IP_TOS", IPPROTO_IP, IP_TOS, K_INT, NULL },
+    { "IP_TTL", IPPROTO_IP, IP_TTL, K_INT, NULL },
+    { "IPV6_TCLASS", IPPROTO_IP, IP_TOS, K_INT, NULL },
+    { "IPV6_UNICAST_HOPS", IPPROTO_IP, IP_TTL, K_INT, NULL },
+    { "IP_RECVERR", 0, 0, K_INT, "lwIP reports no ICMP error to a TCP socket (no IP_RECVERR)" },
+    { "IPV6_RECVERR", 0, 0, K_INT, "lwIP reports no ICMP error to a TCP socket (no IPV6_RECVERR)" },
+    { "SO_OOBINLINE", 0, 0, K_INT, "lwIP has no urgent data: tcp_in.c ignores the URG bit and the urgent pointer" },
 };
 #define NOPTIONS (sizeof(OPTIONS) / sizeof(OPTIONS[0]))
 
@@ -638,7 +649,26 @@ static int apply_options(struct ctx *c, int fd, const struct jv *options)
 static void settle(void);
 
 static const char *OPS[] = { "accept", "bye", "close", "connect", "error", "getsockopt", "hello", "listen",
-                             "recv", "send", "setsockopt", "shutdown", "state" };
+                             "recv", "send", "setsockopt", "shutdown", "state", "urgent" };
+
+/* --- urgent data (RFC 9293 §3.8.5): lwIP has none -------------------------------------- */
+
+#define NO_URGENT "lwIP has no urgent data: tcp_in.c ignores the URG bit and the urgent pointer, " \
+                  "and lwip_send/lwip_recv take no MSG_OOB"
+
+/* A send or recv with "oob": true: lwIP would pass MSG_OOB over and send or read
+   plain data, so the agent refuses it. */
+static int wants_oob(const struct jv *req)
+{
+    const struct jv *o = jget(req, "oob");
+    return o && o->t == J_BOOL && o->num != 0;
+}
+
+static int op_urgent(struct ctx *c, const struct jv *req)
+{
+    (void)req;
+    return fail(c, "EOPNOTSUPP", NO_URGENT);
+}
 
 static double timeout_of(const struct jv *req)
 {
@@ -740,6 +770,7 @@ static int op_send(struct ctx *c, const struct jv *req)
     unsigned char *bytes;
     size_t len, sent = 0;
     if (id < 0) return -1;
+    if (wants_oob(req)) return fail(c, "EOPNOTSUPP", NO_URGENT);
     if (!data || data->t != J_STR || !(bytes = b64decode(data->str, &len)))
         return fail(c, "EINVAL", "bad arguments: data is base64");
     while (sent < len) {
@@ -765,6 +796,7 @@ static int op_recv(struct ctx *c, const struct jv *req)
     unsigned char *bytes;
     ssize_t n;
     if (id < 0) return -1;
+    if (wants_oob(req)) return fail(c, "EOPNOTSUPP", NO_URGENT);
     if (want > MAX_RECV) want = MAX_RECV;
     r = wait_for(socks[id], POLLIN, now() + timeout);
     if (r < 0) return fail_errno(c, "recv: poll");
@@ -925,7 +957,7 @@ static const struct {
     { "hello", op_hello }, { "listen", op_listen }, { "accept", op_accept }, { "connect", op_connect },
     { "send", op_send }, { "recv", op_recv }, { "shutdown", op_shutdown }, { "close", op_close },
     { "setsockopt", op_setsockopt }, { "getsockopt", op_getsockopt }, { "error", op_error },
-    { "state", op_state }, { "bye", op_bye },
+    { "state", op_state }, { "bye", op_bye }, { "urgent", op_urgent },
 };
 
 /* One request line -> one reply line (without the newline). Returns 1 after "bye". */
@@ -943,13 +975,13 @@ static int handle(const char *line, size_t len, struct buf *reply)
         fail(&c, "EINVAL", "a request is a JSON object");
     } else if (!(op = jget(&req, "op")) || op->t != J_STR) {
         fail(&c, "EOPNOTSUPP", "a request needs \"op\"; protocol %d knows accept, bye, close, connect, error, "
-             "getsockopt, hello, listen, recv, send, setsockopt, shutdown, state", PROTOCOL_VERSION);
+             "getsockopt, hello, listen, recv, send, setsockopt, shutdown, state, urgent", PROTOCOL_VERSION);
     } else {
         for (i = 0; i < sizeof(DISPATCH) / sizeof(DISPATCH[0]); i++)
             if (strcmp(DISPATCH[i].name, op->str) == 0) break;
         if (i == sizeof(DISPATCH) / sizeof(DISPATCH[0]))
             fail(&c, "EOPNOTSUPP", "unknown operation '%s'; protocol %d on lwIP knows accept, bye, close, connect, "
-                 "error, getsockopt, hello, listen, recv, send, setsockopt, shutdown, state", op->str, PROTOCOL_VERSION);
+                 "error, getsockopt, hello, listen, recv, send, setsockopt, shutdown, state, urgent", op->str, PROTOCOL_VERSION);
         else {
             if (DISPATCH[i].fn != op_hello && DISPATCH[i].fn != op_bye) settle();
             if (DISPATCH[i].fn(&c, &req) == 0) bye = DISPATCH[i].fn == op_bye;

@@ -36,6 +36,7 @@ type request struct {
 	How     string                     `json:"how"`
 	Name    string                     `json:"name"`
 	Value   json.RawMessage            `json:"value"`
+	Oob     bool                       `json:"oob"`
 }
 
 // maxListenBacklog is runsc's cap on listen(2)'s backlog (Linux: somaxconn).
@@ -152,6 +153,16 @@ func fullAddress(family, address string, port int) (tcpip.FullAddress, tcpip.Net
 	}
 	if port < 0 || port > 65535 {
 		return tcpip.FullAddress{}, 0, bad("port %d out of range", port)
+	}
+	if ip.IsUnspecified() { // every address of the family: netstack's empty Address
+		if (family == "ipv4") != (ip.To4() != nil) {
+			return tcpip.FullAddress{}, 0, bad("%s is not an address of %s", address, family)
+		}
+		netProto := ipv4.ProtocolNumber
+		if family == "ipv6" {
+			netProto = ipv6.ProtocolNumber
+		}
+		return tcpip.FullAddress{Port: uint16(port)}, netProto, nil
 	}
 	switch family {
 	case "ipv4":
@@ -347,6 +358,9 @@ func (a *agent) opConnect(req *request) (fields, *opError) {
 }
 
 func (a *agent) opSend(req *request) (fields, *opError) {
+	if oe := refuseOOB(req); oe != nil {
+		return nil, oe
+	}
 	s, oe := a.sock(req)
 	if oe != nil {
 		return nil, oe
@@ -373,6 +387,9 @@ func (a *agent) opSend(req *request) (fields, *opError) {
 }
 
 func (a *agent) opRecv(req *request) (fields, *opError) {
+	if oe := refuseOOB(req); oe != nil {
+		return nil, oe
+	}
 	s, oe := a.sock(req)
 	if oe != nil {
 		return nil, oe
