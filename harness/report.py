@@ -39,7 +39,7 @@ RESULTS = REPORTS / "allure-results"
 CATEGORIES = REPORTS / "categories.json"
 CLAIMS = ROOT / "cases" / "seed-claims.md"
 ALLURE = REPORTS / "node_modules" / ".bin" / "allure"
-COMMANDS = ("html", "matrix", "claims")
+COMMANDS = ("html", "matrix", "claims", "coverage")
 
 PASSED = "Passed"
 # Verdicts from worst to best: category name -> (word, css class, emoji for Markdown).
@@ -604,8 +604,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m harness.report" + ("" if command == "all" else f" {command}"),
         description="Build the reports of one or several runs: the Allure HTML report (OUT/html/), the "
-                    "conformance matrix (OUT/matrix.html, .md) and the seed-claims page (OUT/claims.html, .md). "
-                    "Subcommands build one of them: html, matrix, claims.")
+                    "conformance matrix (OUT/matrix.html, .md), the seed-claims page (OUT/claims.html, .md) and "
+                    "the requirement coverage (OUT/coverage.html, .md). Subcommands build one of them: html, "
+                    "matrix, claims, coverage.")
     p.add_argument("results", nargs="*", type=Path, default=[RESULTS],
                    help="Allure results directories (default reports/allure-results); several merge into one view")
     p.add_argument("--out", type=Path, default=REPORTS, help="where the pages go (default reports/)")
@@ -646,6 +647,10 @@ def main(argv=None) -> int:
             (out / "claims.html").write_text(claims_html(claims, results, catalog, sources))
             (out / "claims.md").write_text(claims_markdown(claims, results, catalog))
             print(f"report: {out / 'claims.html'} and claims.md")
+        if command in ("all", "coverage"):
+            from . import coverage
+            covs = coverage.build(results, catalog, out, sources)
+            print(f"report: {out / 'coverage.html'} and coverage.md ({coverage.summary(covs)})")
     except ReportError as e:
         print(f"report: {e}", file=sys.stderr)
         return 1
