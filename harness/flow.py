@@ -1,0 +1,83 @@
+"""Exchanges a case makes of many segments: an established connection, data
+moved either way, a second endpoint on the same link.
+
+Rules of this file:
+- Built only on the Peer and the App: every segment is still one the case
+  sends or one it matches, and a wrong answer fails with the requirement the
+  case names.
+- The peer acknowledges the SUT's data as a plain receiver does (each
+  segment in order at once, an old or out-of-order one with RCV.NXT again),
+  so that nothing looks like a loss to the SUT.
+"""
+from __future__ import annotations
+
+import time
+
+from .peer import Peer
+from .segment import Segment, seq_diff
+from .verdict import ConformanceFailure
+
+
+def established(peer: Peer, app, requirement: str | None = None, **listen_options) -> tuple[int, int]:
+    """The SUT listens and accepts a connection the peer opens: (listener id, connection id)."""
+    listener = app.listen(peer.sut_port, **listen_options)
+    peer.connect(requirement=requirement)
+    return listener, app.accept(listener)
+
+
+def another(stack, peer: Peer, port: int, rng=None) -> Peer:
+    """A second peer endpoint on the same link, addresses and SUT port: it
+    reads the trace from now on."""
+    p = Peer(stack.link, stack.family, stack.peer_addr, stack.sut_addr, port, peer.sut_port, rng, peer.requirement)
+    p.cursor = len(stack.trace.entries)
+    return p
+
+
+def receive(peer: Peer, nbytes: int, requirement: str, what: str, within: float = 2.0,
+            window: int | None = None) -> list[Segment]:
+    """Take `nbytes` octets of the SUT's data from RCV.NXT on, acknowledging
+    every segment (with our window, or `window`); returns the segments that
+    carried new data, in order. Fails if the data stops for `within` s."""
+    __tracebackhide__ = True
+    end = (peer.rcv_nxt + nbytes) % (1 << 32)
+    got: list[Segment] = []
+    while seq_diff(end, peer.rcv_nxt) > 0:
+        had = peer.rcv_nxt
+        seg = peer.next_segment(within=within)
+        if seg is None:
+            raise ConformanceFailure(requirement, what, f"{nbytes} octets of data",
+                                     f"{seq_diff(peer.rcv_nxt, (end - nbytes) % (1 << 32))} octets, then nothing "
+                                     f"for {within:g} s")
+        if not seg.payload:
+            continue
+        if peer.rcv_nxt != had:
+            got.append(seg)
+        peer.send("A", window=window)
+    return got
+
+
+def stale(peer: Peer):
+    """A `skip` predicate for Peer.expect: a segment that only repeats data
+    the peer has (a retransmission, e.g. a tail loss probe sent before our
+    last ACK reached the SUT)."""
+    return lambda seg: bool(seg.payload) and not seg.fin and seq_diff(seg.end, peer.rcv_nxt) <= 0
+
+
+def deliver(peer: Peer, data: bytes, requirement: str, what: str, mss: int = 1000, **send) -> None:
+    """Send `data` in segments of at most `mss` octets (PSH on the last) and
+    expect the SUT to acknowledge all of it (within ANSWER_WITHIN of the last)."""
+    __tracebackhide__ = True
+    for i in range(0, len(data), mss):
+        chunk = data[i:i + mss]
+        peer.send("PA" if i + mss >= len(data) else "A", data=chunk, **send)
+    deadline = time.monotonic() + 1.0
+    while True:
+        seg = peer.next_segment(within=max(0.0, deadline - time.monotonic()))
+        if seg is None:
+            raise ConformanceFailure(requirement, what, f"an ACK of SND.NXT (ack {peer.rel_peer(peer.snd_nxt)})",
+                                     "nothing")
+        if seg.rst:
+            raise ConformanceFailure(requirement, what, f"an ACK of SND.NXT (ack {peer.rel_peer(peer.snd_nxt)})",
+                                     peer.describe(seg))
+        if seg.has_ack and seg.ack == peer.snd_nxt:
+            return
