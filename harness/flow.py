@@ -81,3 +81,45 @@ def deliver(peer: Peer, data: bytes, requirement: str, what: str, mss: int = 100
                                      peer.describe(seg))
         if seg.has_ack and seg.ack == peer.snd_nxt:
             return
+
+
+def right_edge(seg: Segment, peer: Peer) -> int:
+    """SEG.ACK + SEG.WND of a segment of the SUT's (scaled as agreed)."""
+    shift = peer.sut_wscale if (peer.sut_wscale is not None and not seg.syn) else 0
+    return (seg.ack + (seg.window << min(shift, 14))) % (1 << 32)
+
+
+def fill_window(peer: Peer, requirement: str, what: str, chunk: int = 1000, limit: int = 4 << 20,
+                within: float = 1.0) -> list[Segment]:
+    """Send data up to the SUT's right edge until it acknowledges all of it
+    with a zero window (its application reads nothing meanwhile). Returns
+    the SUT's segments seen on the way. Fails if the window does not close
+    within `limit` octets, or if the SUT stops answering for `within` s."""
+    __tracebackhide__ = True
+    seen: list[Segment] = []
+    edge = (peer.snd_una + (peer.sut_window or 0)) % (1 << 32)
+    sent = 0
+    while True:
+        room = seq_diff(edge, peer.snd_nxt)
+        if room > 0:
+            if sent >= limit:
+                raise ConformanceFailure(requirement, what, "the window closes (SEG.WND = 0)",
+                                         f"still {room} octets of window after {sent} octets")
+            n = min(chunk, room)
+            peer.send("A", data=bytes((sent + i) & 0xFF for i in range(n)))
+            sent += n
+            seg = peer.next_segment(within=0.0)
+        else:
+            seg = peer.next_segment(within=within)
+            if seg is None:
+                raise ConformanceFailure(requirement, what, "an ACK of all our data",
+                                         f"nothing for {within:g} s with {seq_diff(peer.snd_nxt, peer.snd_una)} "
+                                         "octets unacknowledged")
+        if seg is None:
+            continue
+        seen.append(seg)
+        if seg.has_ack:
+            if seq_diff(right_edge(seg, peer), edge) > 0:
+                edge = right_edge(seg, peer)
+            if seg.ack == peer.snd_nxt and seg.window == 0:
+                return seen
