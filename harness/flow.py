@@ -91,14 +91,18 @@ def right_edge(seg: Segment, peer: Peer) -> int:
 
 def fill_window(peer: Peer, requirement: str, what: str, chunk: int = 1000, limit: int = 4 << 20,
                 within: float = 1.0) -> list[Segment]:
-    """Send data up to the SUT's right edge until it acknowledges all of it
-    with a zero window (its application reads nothing meanwhile). Returns
-    the SUT's segments seen on the way. Fails if the window does not close
-    within `limit` octets, or if the SUT stops answering for `within` s."""
+    """Send data up to the SUT's latest right edge until it acknowledges all
+    of it with a zero window (its application reads nothing meanwhile), or
+    acknowledges part with a zero window and nothing more comes (the rest
+    fell beyond a right edge that scaling granularity moved back: SND.NXT
+    returns to SEG.ACK). Returns the SUT's segments seen on the way. Fails
+    if the window does not close within `limit` octets, or if the SUT stops
+    answering for `within` s."""
     __tracebackhide__ = True
     seen: list[Segment] = []
     edge = (peer.snd_una + (peer.sut_window or 0)) % (1 << 32)
     sent = 0
+    last = None
     while True:
         room = seq_diff(edge, peer.snd_nxt)
         if room > 0:
@@ -111,6 +115,9 @@ def fill_window(peer: Peer, requirement: str, what: str, chunk: int = 1000, limi
             seg = peer.next_segment(within=0.0)
         else:
             seg = peer.next_segment(within=within)
+            if seg is None and last is not None and last.window == 0:
+                peer.snd_nxt = last.ack           # what we sent past a zero window was dropped
+                return seen
             if seg is None:
                 raise ConformanceFailure(requirement, what, "an ACK of all our data",
                                          f"nothing for {within:g} s with {seq_diff(peer.snd_nxt, peer.snd_una)} "
@@ -119,7 +126,7 @@ def fill_window(peer: Peer, requirement: str, what: str, chunk: int = 1000, limi
             continue
         seen.append(seg)
         if seg.has_ack:
-            if seq_diff(right_edge(seg, peer), edge) > 0:
-                edge = right_edge(seg, peer)
+            last = seg
+            edge = right_edge(seg, peer)          # the latest right edge, as any sender keeps to
             if seg.ack == peer.snd_nxt and seg.window == 0:
                 return seen
