@@ -83,8 +83,12 @@ def with_ip(peer, flags: str, wrap, **send):
 
 
 def ipv4_options(*options):
-    """A `wrap` for with_ip: these IPv4 options (Scapy IPOption objects)."""
+    """A `wrap` for with_ip: these IPv4 options (Scapy IPOption objects).
+    The TCP checksum is the one of the plain packet: the pseudo-header holds
+    the datagram's destination, where Scapy would take a source route's last
+    address instead (right only for a route not yet completed)."""
     def wrap(pkt):
+        pkt[TCP].chksum = IP(bytes(pkt))[TCP].chksum
         pkt[IP].options = list(options)
         return pkt
     return wrap
