@@ -160,3 +160,31 @@ def test_out_of_order_segment_is_held_and_acknowledged_at_once(stack, peer, app,
                 skip=lambda s: s.has_ack and s.ack == start and not s.payload)
     _read_all(app, conn, one + two, "RFC9293/SHLD-31")
     profile.conclude(b)
+
+
+# --- MAY-12 --------------------------------------------------------------------------------------
+
+@pytest.mark.case("ack.blind-data-injection")
+@pytest.mark.requires("app")
+def test_data_with_an_ack_far_below_snd_una(stack, peer, app, profile):
+    """Data whose SEG.ACK lies far below SND.UNA (a blind injection, RFC 5961 §5.2): dropped and answered with
+    an ACK, as the profile documents; the same data with an acceptable ACK is then delivered once."""
+    b = profile.behaviour("ack.below-window")
+    listener, conn = established(peer, app)
+    data = b"injected by someone who cannot see the connection"
+    start = peer.snd_nxt
+    peer.send("PA", data=data, ack=peer.rcv_nxt - 100_000)
+    seg = peer.expect("A", seq=peer.rcv_nxt, requirement=b["rule"],
+                      what=f"an ACK outside SND.UNA - MAX.SND.WND .. SND.NXT draws an ACK ({b['note'][:60]}...)")
+    if b["answer"] == "challenge":
+        require(seg.ack == start, b["rule"], "the segment is dropped: the ACK does not cover its data",
+                f"ack {peer.rel_peer(start)}", peer.describe(seg))
+        peer.snd_nxt = start
+        peer.send("PA", data=data)
+        peer.expect("A", seq=peer.rcv_nxt, ack=peer.snd_nxt, requirement=b["rule"],
+                    what="the same data with an acceptable ACK is acknowledged")
+    else:
+        require(seg.ack == peer.snd_nxt, b["rule"], f"documented: the data is accepted all the same ({b['note']})",
+                f"ack {peer.rel_peer(peer.snd_nxt)}", peer.describe(seg))
+    _read_all(app, conn, data, b["rule"])
+    profile.conclude(b)
