@@ -51,10 +51,14 @@ def test_nodelay_sends_small_writes_at_once(stack, peer, app):
     peer.expect("A", seq=peer.rcv_nxt, ack=peer.snd_nxt, data=b"a", requirement="RFC9293/MUST-17",
                 what="the first small write is sent")
     for chunk in SMALL:
+        written = time.monotonic()
         app.send(conn, chunk)
-        peer.expect("A", seq=peer.rcv_nxt, ack=peer.snd_nxt, data=chunk, requirement="RFC9293/MUST-17",
-                    what="TCP_NODELAY: a small write is sent at once despite unacknowledged data", within=HOLD,
-                    skip=stale(peer))
+        seg = peer.expect("A", seq=peer.rcv_nxt, ack=peer.snd_nxt, data=chunk, requirement="RFC9293/MUST-17",
+                          what="TCP_NODELAY: a small write is sent at once despite unacknowledged data", within=HOLD,
+                          skip=stale(peer))
+        require(seg.t - written <= HOLD, "RFC9293/MUST-17",
+                f"TCP_NODELAY: the write leaves within {HOLD} s although earlier data is unacknowledged",
+                f"sent within {HOLD} s", f"sent {seg.t - written:.3f} s after the write")
     peer.send("A")
 
 

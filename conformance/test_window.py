@@ -229,6 +229,37 @@ def test_sender_avoids_a_silly_window(stack, peer, app, observed):
             "the window opened: the transfer completes", "all data", f"data up to {peer.rel_sut(peer.rcv_nxt)}")
 
 
+@pytest.mark.case("window.sender-sws")
+@pytest.mark.requires("app")
+def test_sender_does_not_fill_a_window_edge_with_a_small_segment(stack, peer, app, profile, observed):
+    """The peer offers five segments and 700 octets; much data is queued: the first flight holds full-sized
+    segments, and the 700 octets left at the window's edge go unsent, as the profile documents."""
+    b = profile.behaviour("sws.window-edge")
+    window = 5 * 1460 + 700
+    conn = _open(peer, app, NO_WSCALE, window)
+    data = bytes(range(256)) * 160                    # 40960 octets: far more than the window
+    app.send(conn, data)
+    start = peer.rcv_nxt
+    sent_max = _first_flight(peer, start)
+    flight = [e for e in peer.trace.entries if peer.mine(e) and e.payload and seq_diff(e.seq, start) >= 0
+              and seq_diff(e.end, sent_max) <= 0]
+    sizes = [len(e.payload) for e in flight]
+    observed["first_flight"] = sizes
+    small = [peer.describe(e) for e in flight if len(e.payload) < min(peer.sut_mss or 536, window // 2)]
+    want_small = b["answer"] == "fills-edge"
+    require(bool(small) == want_small, b["rule"],
+            f"sender SWS avoidance: with {len(data)} octets queued, no segment shorter than min(MSS, half the "
+            f"window) fills the last 700 octets of the window; documented: {b['note'][:90]}...",
+            "full-sized segments only" if not want_small else "a short segment at the edge",
+            "; ".join(small) or f"payloads {sizes}")
+    peer.rcv_nxt = sent_max
+    peer.window = 65535
+    peer.send("A")
+    require(receive_rest(peer, seq_add(start, len(data))), "RFC9293/MUST-38",
+            "the window opened: the transfer completes", "all data", f"data up to {peer.rel_sut(peer.rcv_nxt)}")
+    profile.conclude(b)
+
+
 # --- SHLD-17, MUST-37: a window held shut for longer than R2 -------------------------------
 
 def _short_r2(profile) -> float:
