@@ -135,7 +135,7 @@ CONTROLS = [
      Fault("A", nth=1, action="ip", option="ttl", value=64), (), "RFC9293/MUST-49"),
     # OPEN and CLOSE
     ("syn-not-from-given-port", "test_open_calls.py::test_active_open_from_a_given_local_address_and_port",
-     Fault("S", nth=1, action="mute"), (), "RFC9293/MUST-43"),
+     [Fault("S", nth=1, action="sport", offset=1), Fault("S", nth=2, action="mute")], (), "RFC9293/MUST-43"),
     ("open-to-broadcast-allowed", "test_open_calls.py::test_open_to_broadcast_or_multicast_fails[ipv4-broadcast]",
      Patch("test_open_calls", "BROADCAST_OR_MULTICAST", {"ipv4": {"broadcast": "198.18.0.2"}}), (),
      "RFC9293/MUST-46"),
