@@ -46,6 +46,9 @@ class PacketLink(Link):
         self.ifname, self.mac = ifname, mac
         self.addresses = addresses
         self.sut_addr = sut_addr
+        # Other addresses the tester answers ARP and neighbour solicitations
+        # for, as routers on the link would (a case's source-route hops).
+        self.neighbours: set = set()
         self.sut_mac: str | None = None
         # The SUT's MAC where the stack fixes it: neighbour solicitations then
         # go to it and its address (unicast, RFC 4861 §7.2.2), for stacks that
@@ -98,7 +101,7 @@ class PacketLink(Link):
         eth = Ether(frame)
         if eth.type == ETH_P_ARP and ARP in eth:
             arp = eth[ARP]
-            if arp.op == 1 and arp.pdst == self.addresses.get("ipv4"):
+            if arp.op == 1 and (arp.pdst == self.addresses.get("ipv4") or arp.pdst in self.neighbours):
                 self.sock.send(bytes(Ether(dst=eth.src, src=self.mac) /
                                      ARP(op=2, hwsrc=self.mac, psrc=arp.pdst, hwdst=arp.hwsrc, pdst=arp.psrc)))
             if arp.psrc == self.sut_addr:
