@@ -17,6 +17,7 @@ from harness.flow import established, fill_window, right_edge, stale
 from harness.segment import seq_add, seq_diff
 from harness.verdict import require
 
+FEED = 256 << 10                # octets handed to the SUT's application at a time
 BURST_GAP = 0.01                # a slow SUT's flight comes with gaps of some milliseconds
 # No window scale, and no SACK-permitted: a tail loss probe (RFC 8985 §7,
 # SACK-based) fires 2 SRTT after a flight, sooner than the peer answers on a
@@ -59,7 +60,7 @@ def _widest_flight(peer, app, conn, total: int, enough: int, requirement: str, w
     __tracebackhide__ = True
     window = _offered(peer)
     end = seq_add(peer.rcv_nxt, total)
-    queued = app.send(conn, bytes(total), timeout=0.2)
+    queued = app.send(conn, bytes(min(total, FEED)), timeout=0.2)
     acked, widest = peer.rcv_nxt, 0
     while seq_diff(end, peer.rcv_nxt) > 0 and widest <= enough:
         pending, had = peer.rcv_nxt != acked, peer.rcv_nxt
@@ -70,7 +71,7 @@ def _widest_flight(peer, app, conn, total: int, enough: int, requirement: str, w
             peer.send("A")
             acked = peer.rcv_nxt
             if queued < total:
-                queued += app.send(conn, bytes(total - queued), timeout=0.05)
+                queued += app.send(conn, bytes(min(total - queued, FEED)), timeout=0.05)
             continue
         if not seg.payload:
             continue
