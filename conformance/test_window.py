@@ -113,16 +113,23 @@ def test_window_above_32767_is_unsigned(stack, peer, app, observed):
 
 @pytest.mark.case("window.32-bit")
 @pytest.mark.requires("app")
-def test_window_beyond_16_bits(stack, peer, app, profile, observed):
-    """Window scale 14 and a field of 65535 (about 1 GB): the SUT keeps more than 65535 octets in flight."""
-    if profile.value("send_buffer_max") <= 65535:
-        pytest.skip(f"stack {stack.name} cannot have more than 64 KB in flight: {profile.doc('send_buffer_max')}")
-    conn = _open(peer, app, [("MSS", 1460), ("NOP", None), ("WScale", 14)], 65535, sndbuf=4 << 20)
-    widest = _widest_flight(peer, app, conn, 8 << 20, 65535, "RFC9293/REC-1", "a window of 65535 << 14")
-    observed["widest_flight"] = widest
-    require(widest > 65535, "RFC9293/REC-1",
-            "the window is kept in 32 bits: with 65535 << 14 offered the SUT has more than 65535 octets in flight",
-            "more than 65535 octets beyond an ACK", f"at most {widest}")
+def test_window_of_exactly_65536(stack, peer, app, observed):
+    """Window scale 14 and a field of 4: a window of exactly 65536 octets, which is 0 in 16 bits. The SUT
+    sends its data at once, and never beyond the window."""
+    conn = _open(peer, app, [("MSS", 1460), ("NOP", None), ("WScale", 14)], 4, sndbuf=1 << 20)
+    require(peer.sut_wscale is not None, "RFC9293/REC-1", "the SUT answers the window scale option",
+            "wscale on the SYN-ACK", "none")
+    data = bytes(range(256)) * 512                    # 131072 octets: more than the window
+    app.send(conn, data, timeout=0.2)
+    start = peer.rcv_nxt
+    first = peer.next_segment(within=1.0)
+    require(first is not None and first.payload, "RFC9293/REC-1",
+            "the window of 65536 octets is kept in 32 bits: the SUT sends at once (in 16 bits it would read 0 "
+            "and only probe)", "data at once", peer.describe(first) if first else "nothing")
+    end = _first_flight(peer, start)
+    observed["first_flight"] = seq_diff(end, start)
+    require(seq_diff(end, start) <= 65536, "RFC9293/REC-1", "no data beyond the window of 65536 octets",
+            "at most 65536 octets", f"{seq_diff(end, start)} octets")
 
 
 # --- MUST-34, SHLD-15, SHLD-16, MAY-7: the peer shrinks its window ----------------------------

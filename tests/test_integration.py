@@ -144,13 +144,22 @@ def _capture_host(stop, found):
     suite address."""
     import select as sel
     from scapy.layers.l2 import Ether
+    import ipaddress
+    from scapy.layers.inet import IP
+    from scapy.layers.inet6 import IPv6
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-    suite = (bytes([198, 18]), bytes([198, 19]), bytes.fromhex("20010002"))
+    suite = (ipaddress.ip_network("198.18.0.0/15"), ipaddress.ip_network("2001:2::/48"))
+
+    def ours(addr: str) -> bool:
+        a = ipaddress.ip_address(addr)
+        return any(a.version == n.version and a in n for n in suite)
     while not stop.is_set():
         if sel.select([s], [], [], 0.1)[0]:
-            frame = s.recv(65536)
-            if any(p in frame for p in suite):
-                found.append(Ether(frame).summary())
+            frame = Ether(s.recv(65536))
+            ip = frame[IP] if IP in frame else frame[IPv6] if IPv6 in frame else None
+            # the addresses of the datagram, not any two octets of someone's payload that look like them
+            if ip is not None and (ours(ip.src) or ours(ip.dst)):
+                found.append(frame.summary())
     s.close()
 
 
