@@ -275,7 +275,7 @@ def _short_r2(profile) -> float:
     """R2 (the count of unanswered retransmissions before giving up) made
     small, and the RTO capped at 1 s where the stack can, so that a hold
     longer than R2 is short. Returns how long to wait for the next probe."""
-    profile.set("retries2", 3)
+    profile.set("retries2", 1)
     try:
         profile.set("rto_max", 1000)
     except pytest.skip.Exception:     # no tunable cap (Linux 6.1): the probes back off to 3.2 s by then

@@ -102,7 +102,7 @@ CONTROLS = [
     ("zero-window-abandoned", "test_window.py::test_zero_window_held_longer_than_r2",
      Fault("A", nth=3, action="mute"), (), "RFC9293/MUST-37"),
     ("shrunk-window-abandoned", "test_window.py::test_data_beyond_a_shrunk_edge_does_not_time_out",
-     Fault("A", nth=8, action="mute"), (), "RFC9293/SHLD-17"),
+     Fault("A", nth=7, action="mute"), (), "RFC9293/SHLD-17"),
     ("receiver-shrinks", "test_window.py::test_receive_window_closes_without_shrinking_and_stays_closed",
      Fault("A", nth=2, action="window", offset=-2), (), "RFC9293/SHLD-14"),
     ("receiver-silly-window", "test_window.py::test_window_reopens_in_worthwhile_steps",
