@@ -34,6 +34,7 @@ TESTABLE = {"Y": "on the wire", "A": "needs the SUT's application", "N": "not ob
 KEYS = {"id", "section", "level", "text", "testable", "why"}
 ID_RE = re.compile(r"^RFC(\d+)/([A-Za-z0-9.\-]+)$")
 OK = (PASSED, "Documented deviation")
+SKIPPED = "Skipped (capability missing)"
 
 
 @dataclass
@@ -139,17 +140,21 @@ def _natural(text: str) -> list:
 
 def totals(covs: list[Coverage], stacks: list[str]) -> dict:
     """Counts for the head of the page: per testability class of RFC 9293
-    (listed, covered, and per stack: run, all passed or documented), per
-    other RFC (items, covered)."""
+    (listed, covered, and per stack: with results; of those, passed or a
+    documented deviation (a variant skipped beside them is fine); failed
+    (any failure, timing failure or harness error); only skipped), per other
+    RFC (items, covered)."""
     rules = f"{MAIN} (rules without a number)"
     out: dict = {"classes": {}, "rfcs": {rules: [0, 0]}}
     for t in TESTABLE:
         mine = [c for c in covs if c.requirement.rfc == MAIN and c.requirement.testable == t]
         per_stack = {}
         for s in stacks:
-            ran = [c for c in mine if any(r.stack == s for rs in c.cases.values() for r in rs)]
-            ok = [c for c in ran if all(r.verdict in OK for rs in c.cases.values() for r in rs if r.stack == s)]
-            per_stack[s] = (len(ran), len(ok))
+            verdicts = [[r.verdict for rs in c.cases.values() for r in rs if r.stack == s] for c in mine]
+            verdicts = [v for v in verdicts if v]
+            bad = sum(1 for v in verdicts if any(x not in OK and x != SKIPPED for x in v))
+            ok = sum(1 for v in verdicts if all(x in OK or x == SKIPPED for x in v) and any(x in OK for x in v))
+            per_stack[s] = (len(verdicts), ok, bad, len(verdicts) - ok - bad)
         out["classes"][t] = {"listed": len(mine), "covered": sum(c.covered for c in mine), "stacks": per_stack}
     for c in covs:
         rfc = c.requirement.rfc
@@ -218,21 +223,24 @@ def coverage_html(covs: list[Coverage], titles: dict, catalog: dict, results: li
     stacks = stacks_of(results)
     t = totals(covs, stacks)
     head = "<tr><th>requirements</th><th>covered by a case</th>" + "".join(
-        f"<th>{html.escape(s)}: run, passed or documented</th>" for s in stacks) + "</tr>"
+        f"<th>{html.escape(s)}: with results: ok, failed, skipped</th>" for s in stacks) + "</tr>"
     trs = []
     for cls, n in t["classes"].items():
         name = f"{MAIN} {cls} ({TESTABLE[cls]})"
         cov = f"{n['covered']} / {n['listed']}" if cls != "N" else f"— / {n['listed']} (listed with why)"
         trs.append(f"<tr><th>{html.escape(name)}</th><td>{cov}</td>"
-                   + "".join(f"<td>{ran} run, {ok} ok</td>" for ran, ok in n["stacks"].values()) + "</tr>")
+                   + "".join(f"<td>{ran}: {ok} ok, {bad} failed, {skip} skipped</td>"
+                             for ran, ok, bad, skip in n["stacks"].values()) + "</tr>")
     for rfc, (listed, covered) in t["rfcs"].items():
         trs.append(f"<tr><th>{html.escape(rfc)}</th><td>{covered} / {listed}</td>"
                    + "<td></td>" * len(stacks) + "</tr>")
     parts = [f"<h2>Totals</h2><table><thead>{head}</thead><tbody>{''.join(trs)}</tbody></table>",
              "<p class=\"small\">Covered: a case of the catalog names the requirement (counted whether or not it "
-             "ran). A stack's column: how many of them have results on it, and how many of those passed or are a "
-             "deviation its profile documents. Cells: the verdicts of every test of the requirement's cases on "
-             "that stack, both families.</p>", report._legend()]
+             "ran). A stack's column: how many of them have results on it; of those, how many passed or are a "
+             "deviation its profile documents (a variant skipped beside them, such as the other family's, "
+             "does not count against it), how many have a failure, timing failure or harness error, and how "
+             "many were only skipped (the stack lacks what the case needs). Cells: the verdicts of every test "
+             "of the requirement's cases on that stack, both families.</p>", report._legend()]
     for title, group in _groups(covs):
         rfc = group[0].requirement.rfc
         name = f"{title}: {titles[rfc]}" if rfc != MAIN and titles.get(rfc) else title
@@ -253,7 +261,8 @@ def coverage_markdown(covs: list[Coverage], titles: dict, catalog: dict, results
     for cls, n in t["classes"].items():
         cov = f"{n['covered']} / {n['listed']}" if cls != "N" else f"listed: {n['listed']}"
         lines.append(f"| {MAIN} {cls} ({TESTABLE[cls]}) | {cov} | "
-                     + " | ".join(f"{ran} run, {ok} ok" for ran, ok in n["stacks"].values()) + " |")
+                     + " | ".join(f"{ran}: {ok} ok, {bad} failed, {skip} skipped"
+                                  for ran, ok, bad, skip in n["stacks"].values()) + " |")
     for rfc, (listed, covered) in t["rfcs"].items():
         lines.append(f"| {rfc} | {covered} / {listed} | " + " | ".join("" for _ in stacks) + " |")
     for title, group in _groups(covs):
