@@ -5,9 +5,10 @@ which pyproject.toml loads for every pytest run in this repository.
 """
 import pytest
 
-from harness.plugin import require_privileges
+from harness.plugin import preflight, require_privileges
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
     require_privileges(config)
+    preflight(config)

@@ -6,14 +6,22 @@ writes them: relative to ISS (ours) and IRS (the SUT's).
 """
 import pytest
 
+from harness import plot
+from harness.peer import ANSWER_WITHIN
 from harness.verdict import require, require_interval
 
 # What each documented answer to a SYN arriving in a passive SYN-RECEIVED
-# looks like on the wire. `synack` is the SUT's SYN-ACK, `syn` the SYN sent.
+# looks like on the wire, segment by segment. `synack` is the SUT's SYN-ACK,
+# `syn` the SYN sent.
 SYN_RECEIVED_ANSWERS = {
-    "synack": lambda peer, synack, syn: dict(flags="SA", seq=synack.seq, ack=peer.iss + 1),
-    "ack": lambda peer, synack, syn: dict(flags="A", seq=synack.seq + 1, ack=peer.iss + 1),
-    "rst": lambda peer, synack, syn: dict(flags="RA", seq=0, ack=syn.seq + syn.seg_len),
+    "synack": lambda peer, synack, syn: [dict(flags="SA", seq=synack.seq, ack=peer.iss + 1)],
+    "ack": lambda peer, synack, syn: [dict(flags="A", seq=synack.seq + 1, ack=peer.iss + 1)],
+    "rst": lambda peer, synack, syn: [dict(flags="RA", seq=0, ack=syn.seq + syn.seg_len)],
+    # the connection's own reset (<SEQ=SND.NXT><ACK=RCV.NXT>), then the SYN's
+    "rst-twice": lambda peer, synack, syn: [dict(flags="RA", seq=synack.seq + 1, ack=peer.iss + 1),
+                                            dict(flags="RA", seq=0, ack=syn.seq + syn.seg_len)],
+    # the connection's reset without ACK, <SEQ=SND.NXT><CTL=RST>
+    "rst-snd-nxt": lambda peer, synack, syn: [dict(flags="R", seq=synack.seq + 1)],
 }
 
 
@@ -34,8 +42,9 @@ def _answer(peer, profile, key, synack, syn):
     if b["answer"] == "silence":
         peer.expect_none(within=within, requirement=b["rule"], what=f"documented answer: none ({b['note']})")
     else:
-        peer.expect(**SYN_RECEIVED_ANSWERS[b["answer"]](peer, synack, syn), within=within, requirement=b["rule"],
-                    what=f"documented answer: {b['answer']} ({b['note']})")
+        for segment in SYN_RECEIVED_ANSWERS[b["answer"]](peer, synack, syn):
+            peer.expect(**segment, within=within, requirement=b["rule"],
+                        what=f"documented answer: {b['answer']} ({b['note']})")
     return b
 
 
@@ -50,8 +59,8 @@ def test_original_syn_again_in_syn_received(stack, peer, app, profile):
     peer.send("A", seq=peer.iss + 1, ack=synack.seq + 1)
     peer.expect_none(within=0.2, what="the third ACK completes the handshake silently")
     if "state" in stack.capabilities:
-        require(stack.state_of(peer.sut_port, peer.port) == "ESTABLISHED", "RFC9293/3.10.7.4",
-                "the connection is established after the duplicate SYN", "ESTABLISHED",
+        require(stack.wait_for_state(peer.sut_port, peer.port, "ESTABLISHED", ANSWER_WITHIN) is not None,
+                "RFC9293/3.10.7.4", "the connection is established after the duplicate SYN", "ESTABLISHED",
                 stack.state_of(peer.sut_port, peer.port))
     profile.conclude(b)
 
@@ -66,8 +75,8 @@ def test_old_duplicate_syn_with_earlier_isn(stack, peer, app, profile):
     peer.send("A", seq=peer.iss + 1, ack=synack.seq + 1)
     peer.expect_none(within=0.2, what="the third ACK of the real handshake is still accepted")
     if "state" in stack.capabilities:
-        require(stack.state_of(peer.sut_port, peer.port) == "ESTABLISHED", "RFC9293/3.10.7.4",
-                "the old duplicate did not disturb the half-open connection", "ESTABLISHED",
+        require(stack.wait_for_state(peer.sut_port, peer.port, "ESTABLISHED", ANSWER_WITHIN) is not None,
+                "RFC9293/3.10.7.4", "the old duplicate did not disturb the half-open connection", "ESTABLISHED",
                 stack.state_of(peer.sut_port, peer.port))
     profile.conclude(b)
 
@@ -80,7 +89,7 @@ def test_syn_with_other_isn_in_window(stack, peer, app, profile):
     syn = peer.send("S", seq=peer.iss + 1000)
     b = _answer(peer, profile, "syn-received.in-window-syn", synack, syn)
     if "state" in stack.capabilities:
-        require(stack.state_of(peer.sut_port, peer.port) is None, "RFC9293/3.10.7.4",
+        require(stack.wait_for_state(peer.sut_port, peer.port, None, ANSWER_WITHIN) is not None, "RFC9293/3.10.7.4",
                 "a passive SYN-RECEIVED returns to LISTEN: the half-open connection is gone",
                 "no connection, listener in LISTEN", stack.state_of(peer.sut_port, peer.port))
     # Back in LISTEN: a new SYN opens a new connection.
@@ -120,7 +129,7 @@ def test_client_resets_synack_acking_unsent(stack, peer, app):
 @pytest.mark.requires("app")
 @pytest.mark.parametrize("retries", [pytest.param(2, id="retries-2"),
                                      pytest.param(None, id="default", marks=pytest.mark.slow)])
-def test_synack_retransmitted_then_dropped(stack, peer, app, profile, tolerance, observed, retries):
+def test_synack_retransmitted_then_dropped(stack, peer, app, profile, tolerance, observed, figures, retries):
     """The third ACK never comes: SYN-ACK retransmissions back off, then the request is dropped."""
     if retries is not None:
         profile.set("synack_retries", retries)
@@ -129,15 +138,21 @@ def test_synack_retransmitted_then_dropped(stack, peer, app, profile, tolerance,
     synack = _syn_received(peer, app)
     previous = synack
     observed["synack_retransmissions"] = []        # seconds after the first SYN-ACK
-    for n in range(1, retries + 1):
-        interval = rto * 2 ** (n - 1)
-        seg = peer.expect("SA", seq=synack.seq, ack=peer.iss + 1, within=tolerance.latest(interval),
-                          requirement="RFC6298/5.5",
-                          what=f"SYN-ACK retransmission {n} of {retries} ({profile.doc('synack_retries')})")
-        require_interval(seg.t - previous.t, interval, tolerance, "RFC6298/5.5",
-                         f"interval before SYN-ACK retransmission {n}: the RTO doubles from {rto:g} s")
-        observed["synack_retransmissions"].append(round(seg.t - synack.t, 3))
-        previous = seg
+    measured = []
+    try:
+        for n in range(1, retries + 1):
+            interval = rto * 2 ** (n - 1)
+            seg = peer.expect("SA", seq=synack.seq, ack=peer.iss + 1, within=tolerance.latest(interval),
+                              requirement="RFC6298/5.5",
+                              what=f"SYN-ACK retransmission {n} of {retries} ({profile.doc('synack_retries')})")
+            measured.append(seg.t - previous.t)
+            require_interval(seg.t - previous.t, interval, tolerance, "RFC6298/5.5",
+                             f"interval before SYN-ACK retransmission {n}: the RTO doubles from {rto:g} s")
+            observed["synack_retransmissions"].append(round(seg.t - synack.t, 3))
+            previous = seg
+    finally:
+        figures.append(plot.backoff(f"SYN-ACK retransmission intervals: {retries}, the RTO doubling from {rto:g} s",
+                                    measured, [rto * 2 ** k for k in range(retries)], tolerance))
     # No further retransmission: the request expires one more (doubled) RTO later.
     expiry = rto * 2 ** retries
     peer.expect_none(until=previous.t + expiry - tolerance.allowed(expiry),

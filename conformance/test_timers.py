@@ -9,10 +9,12 @@ import time
 
 import pytest
 
+from harness import plot
 from harness.agent import AppError
 from harness.verdict import require, require_expiry, require_interval
 
 TWO_HOURS = 2 * 3600            # RFC 9293 MUST-28: the least default keep-alive idle time
+MIN_RTO_CAP = 60                # RFC 6298 §2.5: a maximum RTO, if any, is at least 60 s
 # What each documented form of a zero-window probe looks like, given SND.UNA
 # and the data queued behind the zero window: a segment the receiver cannot
 # accept (SEG.SEQ = SND.UNA - 1, no data), or the next octet of the queued
@@ -67,7 +69,7 @@ def _rto(profile, rtt: float) -> float:
 @pytest.mark.requires("app")
 @pytest.mark.parametrize("rto_max_ms, count", [pytest.param(1000, 6, id="rto-max-1s"),
                                                pytest.param(None, 9, id="default", marks=pytest.mark.slow)])
-def test_data_retransmission_backs_off(stack, peer, app, profile, tolerance, observed, rto_max_ms, count):
+def test_data_retransmission_backs_off(stack, peer, app, profile, tolerance, observed, figures, rto_max_ms, count):
     """Data that is never acknowledged is retransmitted, the RTO doubling up to rto_max."""
     if rto_max_ms is not None:
         profile.set("rto_max", rto_max_ms)
@@ -88,21 +90,30 @@ def test_data_retransmission_backs_off(stack, peer, app, profile, tolerance, obs
     previous = first
     observed["retransmission_times"] = []         # seconds after the original segment
     observed["retransmission_intervals"] = []
-    for n, (interval, requirement, what) in enumerate(schedule[:count], 1):
-        seg = peer.expect("A", seq=first.seq, ack=peer.snd_nxt, data=data, within=tolerance.latest(interval) + 0.1,
-                          requirement=requirement, what=f"retransmission {n}: {what}")
-        observed["retransmission_times"].append(round(seg.t - first.t, 3))
-        observed["retransmission_intervals"].append(round(seg.t - previous.t, 3))
-        require_interval(seg.t - previous.t, interval, tolerance, requirement,
-                         f"interval before retransmission {n}: {what}")
-        previous = seg
+    try:
+        for n, (interval, requirement, what) in enumerate(schedule[:count], 1):
+            seg = peer.expect("A", seq=first.seq, ack=peer.snd_nxt, data=data,
+                              within=tolerance.latest(interval) + 0.1, requirement=requirement,
+                              what=f"retransmission {n}: {what}")
+            observed["retransmission_times"].append(round(seg.t - first.t, 3))
+            observed["retransmission_intervals"].append(round(seg.t - previous.t, 3))
+            require_interval(seg.t - previous.t, interval, tolerance, requirement,
+                             f"interval before retransmission {n}: {what}")
+            previous = seg
+    finally:
+        figures.append(plot.backoff(f"Data retransmission intervals, RTO {rto:.3f} s doubling up to {cap:g} s",
+                                    observed["retransmission_intervals"], [i for i, _, _ in schedule[:count]],
+                                    tolerance))
     observed["rto_after_handshake"] = round(rto, 3)
+    if rto_max_ms is None:          # the stack's own cap, not one the case set
+        require(cap >= MIN_RTO_CAP, "RFC6298/2.5", "a maximum placed on the RTO is at least 60 s",
+                f"rto_max >= {MIN_RTO_CAP} s", f"the backoff stops at {cap:g} s ({profile.doc('rto_max')[:80]}...)")
 
 
 @pytest.mark.case("timers.rto-minimum")
 @pytest.mark.requires("app")
 def test_first_rto_after_a_tiny_rtt(stack, peer, app, profile, tolerance, observed):
-    """The first RTO after a handshake whose RTT is a fraction of a millisecond."""
+    """The first RTO after a handshake whose RTT is far below 1 s."""
     b = profile.behaviour("rto.minimum")
     floor = profile.value("rto_min") / 1e6
     tlp = profile.behaviour("retransmission.tail-loss-probe")

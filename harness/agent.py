@@ -49,12 +49,7 @@ and "message" (one line for a human).
   {"op":"connect","family":F,"address":A,"port":P,"bind":[addr,port]|null,"options":{..}} -> {"id":C}
         (non-blocking: returns at once, the SYN is on its way)
   {"op":"send","id":C,"data":B64,"timeout":T}      -> {"sent":N}
-        ("oob":true sends it as urgent data, MSG_OOB)
   {"op":"recv","id":C,"max":N,"timeout":T}         -> {"data":B64}   ("" = end of stream)
-        ("oob":true reads the urgent octet out of band, MSG_OOB)
-  {"op":"urgent","id":C}                           -> {"pending":BOOL,"at_mark":BOOL}
-        (urgent data signalled and not yet read, as poll's POLLPRI; the read
-        position at the urgent mark, as SIOCATMARK)
   {"op":"shutdown","id":C,"how":"rd"|"wr"|"rdwr"}  -> {}
   {"op":"close","id":C}                            -> {}
   {"op":"setsockopt","id":C,"name":NAME,"value":V} -> {}
@@ -64,19 +59,30 @@ and "message" (one line for a human).
         (where the stack can report TCP state; RFC 9293 state names, e.g. "SYN-RECEIVED")
   {"op":"sysctl","name":"net.ipv4.tcp_synack_retries","value":V|null} -> {"value":OLD}
         (agents on hosts with tunables; sets it when value is given)
+  {"op":"poll","fds":[[C,["POLLIN","POLLOUT"]],..],"timeout":T} -> {"revents":[["POLLOUT"],..]}
+        (poll(2) over the agent's sockets; event names as Linux spells them)
+  {"op":"ioctl","id":C,"name":"SIOCINQ"|"SIOCOUTQ"|"SIOCOUTQNSD"} -> {"value":N}
+        (octets readable; not yet acknowledged; not yet sent)
   {"op":"bye"}                                     -> {} and the agent closes every socket of this session
+
+send and recv take "flags": message flags by name (MSG_PEEK, MSG_MORE,
+MSG_OOB...); hello's "flags" lists the ones an agent knows. hello's "ops",
+"options" and "flags" say what an agent offers: a client asks before it
+relies on an operation, and an agent answers EOPNOTSUPP for what it lacks.
 
 Option names: SO_REUSEADDR SO_KEEPALIVE SO_RCVBUF SO_SNDBUF SO_LINGER ([on, secs])
 TCP_NODELAY TCP_MAXSEG TCP_KEEPIDLE TCP_KEEPINTVL TCP_KEEPCNT TCP_SYNCNT
 TCP_LINGER2 TCP_DEFER_ACCEPT TCP_WINDOW_CLAMP TCP_USER_TIMEOUT TCP_QUICKACK
-TCP_FASTOPEN TCP_CONGESTION (string), SO_OOBINLINE, IP_TOS IPV6_TCLASS IP_TTL
-IPV6_UNICAST_HOPS (the IP header fields of the socket's segments),
-IP_RECVERR IPV6_RECVERR (ICMP errors reported to the application: "error"
-returns them), and TCP_INFO, read-only: an object with
-the SUT's own view of the connection (state, rto, ato, rtt, rttvar in
-microseconds, retransmits, backoff, snd_mss, rcv_mss, unacked), which cases
-use where a timer follows the SUT's RTT. An agent answers EOPNOTSUPP for the
-ones its stack lacks.
+TCP_FASTOPEN TCP_FASTOPEN_CONNECT TCP_CONGESTION (string), SO_OOBINLINE, IP_TOS
+IPV6_TCLASS IP_TTL IPV6_UNICAST_HOPS (the IP header fields of the socket's
+segments), IP_RECVERR IPV6_RECVERR (ICMP errors reported to the application:
+"error" returns them), and TCP_INFO, read-only: an
+object with the SUT's own view of the connection (struct tcp_info's fields
+without the tcpi_ prefix: state as its RFC 9293 name, rto, ato, rtt, rttvar
+in microseconds, retransmits, backoff, snd_mss, rcv_mss, unacked,
+snd_cwnd...), which cases use where a timer follows the SUT's RTT and
+packetdrill's %{ }% blocks read. An agent answers EOPNOTSUPP for the ones its
+stack lacks.
 """
 
 SOL_TCP = socket.IPPROTO_TCP
@@ -101,7 +107,11 @@ OPTIONS = {
     "TCP_USER_TIMEOUT": (SOL_TCP, getattr(socket, "TCP_USER_TIMEOUT", 18), "int"),
     "TCP_FASTOPEN": (SOL_TCP, getattr(socket, "TCP_FASTOPEN", 23), "int"),
     "TCP_INFO": (SOL_TCP, getattr(socket, "TCP_INFO", 11), "tcp_info"),        # read-only
-    # urgent data and the IP header of the socket's segments
+    # RFC 7413 (coverage-rfcs): a client's Fast Open. Set before connect, the
+    # SYN waits for the first send and carries its data with a cached cookie
+    # (or a cookie request without one).
+    "TCP_FASTOPEN_CONNECT": (SOL_TCP, getattr(socket, "TCP_FASTOPEN_CONNECT", 30), "int"),
+    # urgent data and the IP header of the socket's segments (coverage-9293)
     "SO_OOBINLINE": (socket.SOL_SOCKET, getattr(socket, "SO_OOBINLINE", 10), "int"),
     "IP_TOS": (socket.IPPROTO_IP, getattr(socket, "IP_TOS", 1), "int"),
     "IP_TTL": (socket.IPPROTO_IP, getattr(socket, "IP_TTL", 2), "int"),
@@ -110,15 +120,83 @@ OPTIONS = {
     "IPV6_UNICAST_HOPS": (socket.IPPROTO_IPV6, getattr(socket, "IPV6_UNICAST_HOPS", 16), "int"),
     "IPV6_RECVERR": (socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25), "int"),
 }
-SIOCATMARK = 0x8905             # include/uapi/linux/sockios.h
 
-# struct tcp_info (include/uapi/linux/tcp.h) up to tcpi_rttvar: 8 octets, then
-# u32 fields; the times in microseconds, as the kernel reports them.
-TCP_INFO = struct.Struct("=BBBBBBBB17I")
-TCP_INFO_FIELDS = {"retransmits": 2, "backoff": 4, "rto": 8, "ato": 9, "snd_mss": 10, "rcv_mss": 11,
-                   "unacked": 12, "rtt": 23, "rttvar": 24}
+# struct tcp_info (include/uapi/linux/tcp.h), field by field in the kernel's
+# order (up to tcpi_total_rto_time, Linux 6.7): its u8s, then (name, format)
+# in layout order without padding; the times in microseconds, as the kernel
+# reports them. An older kernel returns a shorter struct: the fields it
+# lacks are left out.
+TCP_INFO_U8 = ("state", "ca_state", "retransmits", "probes", "backoff", "options", "wscales", "app_limited_bits")
+TCP_INFO_LAYOUT = [(n, "I") for n in (
+    "rto", "ato", "snd_mss", "rcv_mss", "unacked", "sacked", "lost", "retrans", "fackets",
+    "last_data_sent", "last_ack_sent", "last_data_recv", "last_ack_recv", "pmtu", "rcv_ssthresh", "rtt",
+    "rttvar", "snd_ssthresh", "snd_cwnd", "advmss", "reordering", "rcv_rtt", "rcv_space", "total_retrans")] + [
+    ("pacing_rate", "Q"), ("max_pacing_rate", "Q"), ("bytes_acked", "Q"), ("bytes_received", "Q"),
+    ("segs_out", "I"), ("segs_in", "I"), ("notsent_bytes", "I"), ("min_rtt", "I"), ("data_segs_in", "I"),
+    ("data_segs_out", "I"), ("delivery_rate", "Q"), ("busy_time", "Q"), ("rwnd_limited", "Q"),
+    ("sndbuf_limited", "Q"), ("delivered", "I"), ("delivered_ce", "I"), ("bytes_sent", "Q"),
+    ("bytes_retrans", "Q"), ("dsack_dups", "I"), ("reord_seen", "I"), ("rcv_ooopack", "I"), ("snd_wnd", "I"),
+    ("rcv_wnd", "I"), ("rehash", "I"), ("total_rto", "H"), ("total_rto_recoveries", "H"), ("total_rto_time", "I")]
+TCP_INFO_SIZE = 8 + sum(struct.calcsize("=" + f) for _, f in TCP_INFO_LAYOUT)
+
+
+def decode_tcp_info(raw: bytes) -> dict:
+    """struct tcp_info as {field: value}, without the tcpi_ prefix; `state`
+    by its RFC 9293 name (`state_number` Linux's), the window scales split."""
+    if len(raw) < 8:
+        return {}
+    out = dict(zip(TCP_INFO_U8, raw[:8]))
+    wscales, bits = out.pop("wscales"), out.pop("app_limited_bits")
+    out.update(snd_wscale=wscales & 0xF, rcv_wscale=wscales >> 4, delivery_rate_app_limited=bits & 1,
+               fastopen_client_fail=(bits >> 1) & 3)
+    at = 8
+    for name, fmt in TCP_INFO_LAYOUT:
+        size = struct.calcsize("=" + fmt)
+        if at + size > len(raw):
+            break
+        out[name] = struct.unpack_from("=" + fmt, raw, at)[0]
+        at += size
+    out["state_number"] = out["state"]
+    out["state"] = LINUX_STATES.get(out["state"], str(out["state"]))
+    return out
 
 FAMILIES = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+
+# More Linux integer options, for packetdrill scripts (harness/packetdrill):
+# what the public corpora set most after the protocol's own.
+OPTIONS.update({name: (level, num, "int") for name, level, num in (
+    ("TCP_CORK", SOL_TCP, 3), ("TCP_THIN_LINEAR_TIMEOUTS", SOL_TCP, 16), ("TCP_NOTSENT_LOWAT", SOL_TCP, 25),
+    ("TCP_FASTOPEN_NO_COOKIE", SOL_TCP, 34), ("TCP_INQ", SOL_TCP, 36),
+    ("SO_RCVLOWAT", socket.SOL_SOCKET, 18), ("SO_MARK", socket.SOL_SOCKET, 36), ("SO_ZEROCOPY", socket.SOL_SOCKET, 60),
+    ("IP_MTU_DISCOVER", socket.IPPROTO_IP, 10), ("IP_FREEBIND", socket.IPPROTO_IP, 15))})
+
+# poll(2) events by name (Linux values), ioctls on a TCP socket, and the
+# message flags send and recv take (the `flags` list of hello).
+POLL_EVENTS = {"POLLIN": 0x1, "POLLPRI": 0x2, "POLLOUT": 0x4, "POLLERR": 0x8, "POLLHUP": 0x10, "POLLNVAL": 0x20,
+               "POLLRDNORM": 0x40, "POLLRDBAND": 0x80, "POLLWRNORM": 0x100, "POLLWRBAND": 0x200,
+               "POLLRDHUP": 0x2000}
+IOCTLS = {"SIOCINQ": 0x541B, "FIONREAD": 0x541B, "SIOCOUTQ": 0x5411, "SIOCOUTQNSD": 0x894B,
+          "SIOCATMARK": 0x8905}
+MSG_FLAGS = {"MSG_OOB": ("send", "recv"), "MSG_PEEK": ("recv",), "MSG_TRUNC": ("recv",),
+             "MSG_MORE": ("send",), "MSG_EOR": ("send",), "MSG_NOSIGNAL": ("send",)}
+
+
+def _timeval(seconds: float) -> bytes:
+    """A struct timeval; a positive time never rounds to 0 (no timeout at all)."""
+    whole = int(seconds)
+    usec = int((seconds - whole) * 1e6)
+    return struct.pack("ll", whole, max(usec, 1) if seconds > 0 and not whole else usec)
+
+
+def msg_flags(names, op: str) -> int:
+    """The flag bits of a send or recv request's `flags` names."""
+    bits = 0
+    for name in names or ():
+        if op not in MSG_FLAGS.get(name, ()):
+            raise AppError("EOPNOTSUPP", f"{op} takes no flag {name!r} here; it takes "
+                                         f"{', '.join(n for n, ops in MSG_FLAGS.items() if op in ops)}")
+        bits |= getattr(socket, name)
+    return bits
 
 # Linux TCP states (include/net/tcp_states.h) by their RFC 9293 names.
 LINUX_STATES = {
@@ -212,7 +290,8 @@ class SocketHost:
 
     # --- operations ---------------------------------------------------------------
     def op_hello(self, **_):
-        return {"version": VERSION, "stack": self.stack, "ops": self.ops(), "options": sorted(OPTIONS)}
+        return {"version": VERSION, "stack": self.stack, "ops": self.ops(), "options": sorted(OPTIONS),
+                "flags": sorted(MSG_FLAGS)}
 
     def op_listen(self, family, address, port, backlog=16, options=None):
         s = self.make_socket(FAMILIES[family])
@@ -252,31 +331,39 @@ class SocketHost:
             raise AppError(errno.errorcode.get(err, "EIO"), f"connect to {address} port {port}: {os.strerror(err)}")
         return {"id": self._add(s)}
 
-    def op_send(self, id, data, timeout=1.0, oob=False):
-        if oob:
-            return self._send_urgent(id, data)
+    def op_send(self, id, data, timeout=1.0, flags=None):
+        """Send all of `data`, blocking as a blocking socket does (in the
+        kernel, SO_SNDTIMEO = timeout: the writer wakes when the stack frees
+        send memory, which poll's writability does not show) at most
+        `timeout` seconds; {"sent": octets taken}. timeout 0: what fits now."""
         s = self._sock(id)
         buf = base64.b64decode(data)
+        how = msg_flags(flags, "send")
         sent = 0
         deadline = time.monotonic() + float(timeout)
-        while sent < len(buf):
-            try:
-                sent += s.send(buf[sent:])
-                continue
-            except BlockingIOError:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([], [s], [], left)[1]:
-                break
+        try:
+            while sent < len(buf):
+                left = deadline - time.monotonic()
+                s.setblocking(left > 0)
+                if left > 0:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(left))
+                try:
+                    sent += s.send(buf[sent:], how)
+                except BlockingIOError:
+                    break
+        finally:
+            if float(timeout) > 0:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(0))
+            s.setblocking(False)
         return {"sent": sent}
 
-    def op_recv(self, id, max=65536, timeout=1.0, oob=False):
-        if oob:
-            return self._recv_urgent(id, max, timeout)
+    def op_recv(self, id, max=65536, timeout=1.0, flags=None):
         s = self._sock(id)
-        if not select.select([s], [], [], float(timeout))[0]:
+        how = msg_flags(flags, "recv")
+        ready = select.select([s], [], [s] if how & socket.MSG_OOB else [], float(timeout))
+        if not ready[0] and not ready[2]:
             raise AppError("EAGAIN", f"nothing to read within {timeout} s")
-        return {"data": base64.b64encode(s.recv(int(max))).decode()}
+        return {"data": base64.b64encode(s.recv(int(max), how)).decode()}
 
     def op_shutdown(self, id, how="wr"):
         hows = {"rd": socket.SHUT_RD, "wr": socket.SHUT_WR, "rdwr": socket.SHUT_RDWR}
@@ -304,10 +391,7 @@ class SocketHost:
         if kind == "str":
             return {"value": s.getsockopt(level, opt, 64).split(b"\0")[0].decode()}
         if kind == "tcp_info":
-            raw = s.getsockopt(level, opt, TCP_INFO.size)
-            fields = TCP_INFO.unpack(raw.ljust(TCP_INFO.size, b"\0"))
-            return {"value": {"state": LINUX_STATES.get(fields[0], str(fields[0])),
-                              **{k: fields[i] for k, i in TCP_INFO_FIELDS.items()}}}
+            return {"value": decode_tcp_info(s.getsockopt(level, opt, TCP_INFO_SIZE))}
         return {"value": s.getsockopt(level, opt)}
 
     def op_error(self, id):
@@ -333,28 +417,38 @@ class SocketHost:
                 out.append({"local": [la, lp], "remote": [ra, rp], "state": LINUX_STATES.get(st, str(st))})
         return {"sockets": out}
 
+    # --- operations packetdrill scripts need (poll, ioctl) ------------------------------
+    def op_poll(self, fds, timeout=0.0):
+        """poll(2) over the given sockets: fds = [[id, [event names]], ...];
+        the reply's revents = [[event names], ...] in the same order."""
+        p = select.poll()
+        socks = []
+        for entry in fds:
+            id, events = entry
+            s = self._sock(id)
+            mask = 0
+            for name in events:
+                if name not in POLL_EVENTS:
+                    raise AppError("EOPNOTSUPP", f"unknown poll event {name!r}; known: {', '.join(POLL_EVENTS)}")
+                mask |= POLL_EVENTS[name]
+            p.register(s.fileno(), mask)
+            socks.append(s.fileno())
+        ready = dict(p.poll(max(0, int(float(timeout) * 1000 + 0.999))))
+        return {"revents": [[n for n, bit in POLL_EVENTS.items() if ready.get(fd, 0) & bit] for fd in socks]}
+
+    def op_ioctl(self, id, name):
+        """The socket's queue lengths: SIOCINQ (= FIONREAD: octets readable),
+        SIOCOUTQ (octets not yet acknowledged), SIOCOUTQNSD (not yet sent);
+        SIOCATMARK: 1 when the next octet to read is the urgent mark."""
+        if name not in IOCTLS:
+            raise AppError("EOPNOTSUPP", f"unknown ioctl {name!r}; known: {', '.join(sorted(IOCTLS))}")
+        import fcntl
+        raw = fcntl.ioctl(self._sock(id).fileno(), IOCTLS[name], b"\0" * 4)
+        return {"value": struct.unpack("i", raw)[0]}
+
     def op_bye(self):
         self.close_all()
         return {}
-
-    # --- urgent data (RFC 9293 §3.8.5) ----------------------------------------------
-    def _send_urgent(self, id, data):
-        """send(MSG_OOB): the data's last octet is urgent, and the urgent
-        pointer of the segment carrying it points past it."""
-        return {"sent": self._sock(id).send(base64.b64decode(data), socket.MSG_OOB)}
-
-    def _recv_urgent(self, id, max, timeout):
-        """recv(MSG_OOB), waiting up to `timeout` for urgent data to be
-        signalled (exceptional condition, POLLPRI). EINVAL: none pending."""
-        s = self._sock(id)
-        select.select([], [], [s], float(timeout))
-        return {"data": base64.b64encode(s.recv(int(max), socket.MSG_OOB)).decode()}
-
-    def op_urgent(self, id):
-        import fcntl
-        s = self._sock(id)
-        mark = struct.unpack("i", fcntl.ioctl(s.fileno(), SIOCATMARK, struct.pack("i", 0)))[0]
-        return {"pending": bool(select.select([], [], [s], 0)[2]), "at_mark": bool(mark)}
 
     def close_all(self) -> None:
         for s in self.socks.values():
@@ -421,17 +515,20 @@ class App:
         return self.call("connect", family=self.family, address=address, port=port,
                          bind=bind, options=options)["id"]
 
-    def send(self, conn: int, data: bytes, timeout: float = 1.0, oob: bool = False) -> int:
-        extra = {"oob": True} if oob else {}
+    def send(self, conn: int, data: bytes, timeout: float = 1.0, flags: tuple = ()) -> int:
+        extra = {"flags": list(flags)} if flags else {}
         return self.call("send", id=conn, data=base64.b64encode(data).decode(), timeout=timeout, **extra)["sent"]
 
-    def recv(self, conn: int, max: int = 65536, timeout: float = 1.0, oob: bool = False) -> bytes:
-        extra = {"oob": True} if oob else {}
+    def recv(self, conn: int, max: int = 65536, timeout: float = 1.0, flags: tuple = ()) -> bytes:
+        extra = {"flags": list(flags)} if flags else {}
         return base64.b64decode(self.call("recv", id=conn, max=max, timeout=timeout, **extra)["data"])
 
-    def urgent(self, conn: int) -> dict:
-        """{'pending': urgent data signalled (POLLPRI), 'at_mark': SIOCATMARK}."""
-        return self.call("urgent", id=conn)
+    def poll(self, conn: int, *events: str, timeout: float = 0.0) -> set:
+        """The events of `events` (poll(2) names, e.g. POLLPRI) the socket has now."""
+        return set(self.call("poll", fds=[[conn, list(events)]], timeout=timeout)["revents"][0])
+
+    def ioctl(self, conn: int, name: str) -> int:
+        return self.call("ioctl", id=conn, name=name)["value"]
 
     def recv_exactly(self, conn: int, n: int, timeout: float = 1.0) -> bytes:
         out = b""
@@ -485,23 +582,28 @@ class StreamTransport:
         self.keep = keep                   # objects owning the descriptors
 
     def __call__(self, req: dict) -> dict:
-        data = (json.dumps(req) + "\n").encode()
+        return json.loads(self.exchange(json.dumps(req), req.get("op"), float(req.get("timeout", 0) or 0)))
+
+    def exchange(self, line: str, what, wait: float = 0.0) -> bytes:
+        """Write one line, read the one line that answers it (`what` names
+        the request in errors; `wait`: seconds the request itself may take)."""
+        data = (line + "\n").encode()
         try:
             while data:
                 data = data[os.write(self.wfd, data):]
         except (BrokenPipeError, ConnectionError):
             raise AppError("ECONNRESET", "the app-control agent is gone (did it crash?)") from None
-        deadline = time.monotonic() + self.timeout + float(req.get("timeout", 0) or 0)
+        deadline = time.monotonic() + self.timeout + wait
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.rfd], [], [], left)[0]:
-                raise AppError("ETIMEDOUT", f"the app-control agent did not answer {req.get('op')!r} in time")
+                raise AppError("ETIMEDOUT", f"the app-control agent did not answer {what!r} in time")
             chunk = os.read(self.rfd, 65536)
             if not chunk:
                 raise AppError("ECONNRESET", "the app-control agent closed the connection (did it crash?)")
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
-        return json.loads(line)
+        return line
 
 
 def connect_agent(where: str, timeout: float = 30.0) -> StreamTransport:

@@ -8,11 +8,16 @@ Rules of this file:
 - Case overhead: setup + call + teardown of the quick cases that wait on no
   timer, as pytest reports them.
 - Suite wall time / longest case: the full suite with xdist, `--suite`.
+- The state x event matrix, `--matrix`: its wall time for both families
+  with xdist (target: 3 minutes on 2 cores) and the per-case duration
+  (setup + call + teardown) p50 and p99.
 - Timer error: intervals between the SUT's SYN-ACK retransmissions measured
   from the Trace against the same intervals from kernel receive timestamps
   (SO_TIMESTAMPNS on an AF_PACKET capture in the SUT's namespace).
 - `--verdicts N [--hog]`: the suite N times in a row (with every core kept
   busy by a CPU hog), and whether every test's verdict was the same each time.
+- Script overhead: a packetdrill script that waits on no timer (handshake
+  and close), run as a pytest item: setup + call + teardown, parse included.
 """
 from __future__ import annotations
 
@@ -85,11 +90,66 @@ def case_overhead(rounds: int) -> list[float]:
     for _ in range(rounds):
         d = Durations()
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-            rc = pytest.main(["-q", "-p", "no:xdist", "-m", "not slow", str(ROOT / "conformance")], plugins=[d])
+            rc = pytest.main(["-q", "-p", "no:xdist", "-m", "not slow and not matrix", str(ROOT / "conformance")], plugins=[d])
         if rc not in (0,):
             raise SystemExit(f"bench: the quick cases did not pass (exit {rc})")
         out += list(d.per_item.values())
     return out
+
+
+TRIVIAL_SCRIPT = """// handshake and close: no timer
+    0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+   +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
+   +0 bind(3, ..., ...) = 0
+   +0 listen(3, 1) = 0
+   +0 < S 0:0(0) win 65535 <mss 1460>
+   +0 > S. 0:0(0) ack 1 <...>
+   +0 < . 1:1(0) ack 1 win 65535
+   +0 accept(3, ..., ...) = 4
+   +0 close(4) = 0
+   +0 > F. 1:1(0) ack 1
+   +0 < F. 1:1(0) ack 2 win 65535
+   +0 > . 2:2(0) ack 2
+"""
+
+
+def script_overhead(runs: int) -> tuple[list[float], float]:
+    """Per-item durations (setup+call+teardown) of a packetdrill script that
+    waits on no timer, `runs` copies of it collected from one directory; and
+    the CPU time (user + system) the tester spent per run, which a busy
+    machine does not inflate as it does wall time."""
+    import resource
+
+    import pytest
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    class Durations:
+        def __init__(self):
+            self.per_item: dict = {}
+            self.cpu: list = []
+
+        def pytest_runtest_logstart(self, nodeid, location):
+            self.started = cpu()
+
+        def pytest_runtest_logfinish(self, nodeid, location):
+            self.cpu.append(cpu() - self.started)
+
+        def pytest_runtest_logreport(self, report):
+            self.per_item[report.nodeid] = self.per_item.get(report.nodeid, 0.0) + report.duration
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(runs):
+            Path(tmp, f"trivial-{n}.pkt").write_text(TRIVIAL_SCRIPT)
+        d = Durations()
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            rc = pytest.main(["-q", "-p", "no:xdist", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
+                              "--family", "ipv4", tmp], plugins=[d])
+        if rc != 0:
+            raise SystemExit(f"bench: the trivial script did not pass (exit {rc})")
+    return list(d.per_item.values()), percentile(d.cpu, 50)
 
 
 def verdicts(junit: Path) -> dict:
@@ -145,6 +205,18 @@ def suite_ratio(workers: int) -> tuple[float, float]:
             raise SystemExit(f"bench: the suite did not pass:\n{r.stdout[-2000:]}")
         longest = max(float(tc.get("time", 0)) for tc in ET.parse(junit).getroot().iter("testcase"))
     return wall, longest
+
+
+def matrix(workers: int, args: list[str]) -> tuple[float, list[float], dict]:
+    """(wall time, per-case durations, verdicts) of the whole matrix with xdist."""
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "conformance" / "test_matrix.py"), "-q",
+                        "-n", str(workers), f"--junitxml={junit}", *args], cwd=ROOT, capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        times = [float(tc.get("time", 0)) for tc in ET.parse(junit).getroot().iter("testcase")]
+        return wall, times, verdicts(junit)
 
 
 def timer_error(connections: int) -> tuple[list[float], list[float]]:
@@ -208,7 +280,9 @@ def main(argv=None) -> int:
     ap.add_argument("--handshakes", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5, help="runs of the quick cases for the overhead")
     ap.add_argument("--connections", type=int, default=40, help="half-open connections for the timer error")
+    ap.add_argument("--scripts", type=int, default=50, help="runs of the trivial packetdrill script")
     ap.add_argument("--suite", action="store_true", help="also run the full suite (slow cases: about 70 s)")
+    ap.add_argument("--matrix", action="store_true", help="only run the state x event matrix and time it")
     ap.add_argument("-n", "--workers", type=int, default=12, help="xdist workers for --suite and --verdicts")
     ap.add_argument("--verdicts", type=int, default=0, metavar="RUNS",
                     help="only run the suite RUNS times in a row and compare the verdicts")
@@ -222,6 +296,14 @@ def main(argv=None) -> int:
         for t in differ:
             print(f"  {t}: {[r.get(t) for r in runs]}")
         return 1 if differ else 0
+    if a.matrix:
+        wall, times, got = matrix(a.workers, pytest_args)
+        kinds = {k: sum(v == k for v in got.values()) for k in ("passed", "xfailed", "skipped", "failed")}
+        print(f"matrix wall time                {wall:7.1f} s   target <= 180 s   ({len(times)} tests, -n {a.workers}: "
+              + ", ".join(f"{n} {k}" for k, n in kinds.items() if n) + ")")
+        print(f"matrix case duration            p50 {percentile(times, 50) * 1e3:7.1f} ms  "
+              f"p99 {percentile(times, 99) * 1e3:7.1f} ms")
+        return 1 if kinds["failed"] else 0
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces): sudo .venv/bin/python -m harness.bench", file=sys.stderr)
         return 2
@@ -241,6 +323,10 @@ def main(argv=None) -> int:
     cases = case_overhead(a.rounds)
     print(f"case overhead, no timer         p50 {percentile(cases, 50) * 1e3:7.1f} ms  p99 {percentile(cases, 99) * 1e3:7.1f} ms"
           f"   target <= 30 ms    ({len(cases)} cases)", flush=True)
+    scripts, cpu = script_overhead(a.scripts)
+    print(f"packetdrill script, no timer    p50 {percentile(scripts, 50) * 1e3:7.1f} ms  p99 {percentile(scripts, 99) * 1e3:7.1f} ms"
+          f"   target <= 30 ms    ({len(scripts)} runs of a handshake and close; tester CPU p50 {cpu * 1e3:.1f} ms)",
+          flush=True)
     if a.suite:
         wall, longest = suite_ratio(a.workers)
         print(f"suite wall time / longest case  {wall / longest:5.2f}  (wall {wall:.1f} s, longest {longest:.1f} s,"

@@ -14,6 +14,10 @@ Rules of this file:
   (value = tunable * scale), so cases see one unit on every stack.
 - A profile may start from another (`base = "linux"`) and state only what
   differs, e.g. for another version of the same kernel.
+- The state x event matrix's cases (harness/matrix.py) are generated from
+  the rules table and join the catalog like any other; a profile's
+  [[rule]] entries replace a rule's row where the stack documents another
+  answer (harness/rules.py Override), each with its source.
 - Malformed files are rejected with one line naming the file, the entry and
   what to fix. Unknown keys are errors: a typo must not silently drop a rule.
 """
@@ -23,6 +27,8 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import steps
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES_DIR = ROOT / "cases"
@@ -136,6 +142,10 @@ class Catalog:
                 if case.id in cat.cases:
                     raise CatalogError(f"{_rel(path)}: case {case.id!r} is also defined in {cat.cases[case.id].source}")
                 cat.cases[case.id] = case
+        if directory == CASES_DIR:
+            from .matrix import catalog_entries
+            for entry in catalog_entries():
+                cat.cases[entry["id"]] = _case(entry, "harness/matrix.py")
         return cat
 
     def __getitem__(self, cid: str) -> Case:
@@ -150,6 +160,8 @@ class Catalog:
 VALUE_KEYS = {"sysctl", "value", "default", "doc", "unit", "scale"}
 DEVIATION_KEYS = {"case", "tests", "families", "params", "reason", "rule"}
 BEHAVIOUR_KEYS = {"answer", "rule", "follows", "note"}
+BEHAVIOUR_OPTIONAL = {"requires"}        # what the rule requires, in a sentence (a deviation's report page)
+RULE_KEYS = {"row", "states", "when", "answer", "next", "then", "do", "source"}
 
 
 @dataclass
@@ -160,6 +172,7 @@ class Profile:
     behaviour: dict
     deviations: list
     source: str
+    rules: tuple = ()              # harness.rules.Override, from [[rule]]
 
     @classmethod
     def load(cls, stack: str, directory: Path | None = None) -> "Profile":
@@ -168,7 +181,7 @@ class Profile:
             raise CatalogError(f"no profile for stack {stack!r}: create {_rel(path)} (see cases/profiles/linux.toml)")
         data = _load_toml(path)
         where = _rel(path)
-        extra = set(data) - {"stack", "title", "base", "values", "behaviour", "deviation"}
+        extra = set(data) - {"stack", "title", "base", "values", "behaviour", "deviation", "rule"}
         if extra:
             raise CatalogError(f"{where}: unknown top-level key {sorted(extra)[0]!r}")
         if data.get("stack") != stack:
@@ -180,6 +193,9 @@ class Profile:
             data = {**data, "values": {**base.values, **data.get("values", {})},
                     "behaviour": {**base.behaviour, **data.get("behaviour", {})},
                     "deviation": [*data.get("deviation", []), *base.deviations]}
+            inherited = base.rules
+        else:
+            inherited = ()
         values = data.get("values", {})
         for name, v in values.items():
             if not isinstance(v, dict):
@@ -206,11 +222,15 @@ class Profile:
         if not isinstance(behaviour, dict):
             raise CatalogError(f"{where}: 'behaviour' must be a table")
         for key, b in behaviour.items():
-            if not isinstance(b, dict) or set(b) != BEHAVIOUR_KEYS:
-                raise CatalogError(f"{where}: behaviour.{key!r} needs exactly {', '.join(sorted(BEHAVIOUR_KEYS))}")
+            if not isinstance(b, dict) or not BEHAVIOUR_KEYS <= set(b) <= BEHAVIOUR_KEYS | BEHAVIOUR_OPTIONAL:
+                raise CatalogError(f"{where}: behaviour.{key!r} needs exactly {', '.join(sorted(BEHAVIOUR_KEYS))} "
+                                   f"(and may say what the rule requires: {', '.join(sorted(BEHAVIOUR_OPTIONAL))})")
             if not isinstance(b["follows"], bool) or not REQ_RE.match(str(b["rule"])):
                 raise CatalogError(f"{where}: behaviour.{key!r}: follows is true or false, rule like RFC9293/3.10.7.4")
-        return cls(stack, data.get("title", stack), values, behaviour, devs, where)
+        if not isinstance(data.get("rule", []), list):
+            raise CatalogError(f"{where}: 'rule' must be an array of tables ([[rule]])")
+        rules = tuple(_override(r, where) for r in data.get("rule", [])) + inherited
+        return cls(stack, data.get("title", stack), values, behaviour, devs, where, rules)
 
     def check_cases(self, catalog: Catalog) -> None:
         for d in self.deviations:
@@ -247,6 +267,8 @@ class BoundProfile:
         self.profile = profile
         self.stack = stack
         self.observed: dict = {}
+        self.changed: dict = {}          # values the case set (a variant, not the stack's default)
+        self.deviation: dict | None = None   # the behaviour `conclude` found departing from its rule
 
     def value(self, name: str):
         try:
@@ -277,6 +299,16 @@ class BoundProfile:
         if "sysctl" not in spec:
             pytest.skip(f"stack {self.stack.name} cannot set {name}: {self.profile.source} names no tunable for it")
         self.stack.set_sysctl(spec["sysctl"], _integral(value / spec["scale"]) if "scale" in spec else value)
+        self.changed[name] = value
+
+    def set_if_tunable(self, name: str, value) -> bool:
+        """Set a value where the stack has a tunable for it (as `set`); leave
+        it, without skipping, where it has none. True if it was set."""
+        from .stacks import SYSCTL
+        if SYSCTL not in self.stack.capabilities or "sysctl" not in self.profile.values.get(name, {}):
+            return False
+        self.set(name, value)
+        return True
 
     def behaviour(self, key: str) -> dict:
         """The stack's documented answer: {'answer', 'rule', 'follows', 'note'}."""
@@ -285,15 +317,41 @@ class BoundProfile:
         except KeyError:
             raise CatalogError(f"{self.profile.source}: no behaviour {key!r}; add [behaviour.\"{key}\"]") from None
 
+    @steps.check(steps.documented_answer)
     def conclude(self, behaviour: dict) -> None:
         """Call after the case has checked the documented answer: where the
         answer departs from the rule, the verdict is a documented deviation."""
         import pytest
         if not behaviour["follows"]:
+            self.deviation = behaviour
             pytest.xfail(f"documented deviation of {self.stack.name} from {behaviour['rule']}: {behaviour['note']}")
 
     def doc(self, name: str) -> str:
         return self.profile.values.get(name, {}).get("doc", "")
+
+
+def _override(entry, where: str):
+    """A [[rule]] entry -> harness.rules.Override, checked against the table."""
+    from .rules import NotationError, Override, check_override
+    if not isinstance(entry, dict):
+        raise CatalogError(f"{where}: each [[rule]] must be a table")
+    at = f"{where}: [[rule]] for row {entry.get('row')!r}"
+    bad = set(entry) - RULE_KEYS
+    if bad:
+        raise CatalogError(f"{at}: unknown key {sorted(bad)[0]!r} (allowed: {', '.join(sorted(RULE_KEYS))})")
+    for key in ("row", "source"):
+        if not isinstance(entry.get(key), str) or not entry[key].strip():
+            raise CatalogError(f"{at}: needs {key!r} (a string): the row of harness/rules.py it replaces and where "
+                               f"the stack says so (its code or documentation, the function named)")
+    if not isinstance(entry.get("states", []), list):
+        raise CatalogError(f"{at}: states is a list of RFC 9293 state names")
+    o = Override(entry["row"], entry.get("answer", "nothing"), entry.get("next", "same"), entry.get("then", "return"),
+                 entry.get("do", ""), tuple(entry.get("states", ())), entry.get("when", ""), entry["source"])
+    try:
+        check_override(o)
+    except NotationError as e:
+        raise CatalogError(f"{at}: {e}") from None
+    return o
 
 
 def _integral(x):

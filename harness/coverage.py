@@ -1,7 +1,7 @@
 """The coverage page: every requirement the suite knows, with the cases that
-check it and their verdicts on each stack. `python -m harness.report
-coverage [DIR ...]` builds it alone; the report's default command builds it
-beside the matrix and claims pages.
+check it and their verdicts on each stack. A page of harness/report.py
+(registered as "coverage": `python -m harness.report coverage [DIR ...]`
+builds it alone, the report's default command beside the others).
 
 Rules of this file:
 - The requirements come from cases/requirements/*.toml: rfc9293.toml holds
@@ -12,9 +12,10 @@ Rules of this file:
   whoever wrote the case and whether or not it ran; results only add
   verdicts. Every requirement id the catalog names appears, listed or not.
 - Verdicts are report.py's (the Allure categories); this file only groups
-  results by requirement and renders with report.py's page helpers.
+  results by requirement and renders with report.py's page helpers (frame,
+  verdict_cell, legend, requirement_link).
 - Pure functions from (requirements, catalog, results) to text; only
-  `build` does IO.
+  `load_requirements` reads files.
 """
 from __future__ import annotations
 
@@ -26,15 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import report
-from .report import FAMILIES, PASSED, VERDICTS, Result, ReportError, cell_text, stacks_of, word, worst
+from .report import (DEVIATIONS, FAILURES, PASSED, VERDICTS, Context, Result, ReportError, cell_text, css,
+                     requirement_link, stacks_of, worst)
 
-REQUIREMENTS = report.ROOT / "cases" / "requirements"
+REQUIREMENTS = report.REQUIREMENT_TABLES
 MAIN = "RFC 9293"
 TESTABLE = {"Y": "on the wire", "A": "needs the SUT's application", "N": "not observable"}
 KEYS = {"id", "section", "level", "text", "testable", "why"}
 ID_RE = re.compile(r"^RFC(\d+)/([A-Za-z0-9.\-]+)$")
-OK = (PASSED, "Documented deviation")
 SKIPPED = "Skipped (capability missing)"
+# A requirement's outcome on one stack, from the verdicts of its cases' tests there.
+OUTCOMES = ("passed", "deviation", "failed", "skipped")
 
 
 @dataclass
@@ -138,23 +141,33 @@ def _natural(text: str) -> list:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
 
 
+def outcome(verdicts: list) -> str:
+    """One requirement on one stack: failed if any test failed (a failure,
+    a timing failure, a harness error); else a documented deviation if any
+    departs as documented; else passed if any passed; else skipped."""
+    if any(v in FAILURES or v not in VERDICTS for v in verdicts):
+        return "failed"
+    if any(v in DEVIATIONS for v in verdicts):
+        return "deviation"
+    if PASSED in verdicts:
+        return "passed"
+    return "skipped"
+
+
 def totals(covs: list[Coverage], stacks: list[str]) -> dict:
     """Counts for the head of the page: per testability class of RFC 9293
-    (listed, covered, and per stack: with results; of those, passed or a
-    documented deviation (a variant skipped beside them is fine); failed
-    (any failure, timing failure or harness error); only skipped), per other
-    RFC (items, covered)."""
+    (listed, covered, and per stack: how many have results there, and of
+    those how many passed, depart as documented, failed, or were only
+    skipped), per other RFC (items, covered)."""
     rules = f"{MAIN} (rules without a number)"
     out: dict = {"classes": {}, "rfcs": {rules: [0, 0]}}
     for t in TESTABLE:
         mine = [c for c in covs if c.requirement.rfc == MAIN and c.requirement.testable == t]
         per_stack = {}
         for s in stacks:
-            verdicts = [[r.verdict for rs in c.cases.values() for r in rs if r.stack == s] for c in mine]
-            verdicts = [v for v in verdicts if v]
-            bad = sum(1 for v in verdicts if any(x not in OK and x != SKIPPED for x in v))
-            ok = sum(1 for v in verdicts if all(x in OK or x == SKIPPED for x in v) and any(x in OK for x in v))
-            per_stack[s] = (len(verdicts), ok, bad, len(verdicts) - ok - bad)
+            found = [outcome(v) for v in ([r.verdict for rs in c.cases.values() for r in rs if r.stack == s]
+                                          for c in mine) if v]
+            per_stack[s] = {"run": len(found), **{o: found.count(o) for o in OUTCOMES}}
         out["classes"][t] = {"listed": len(mine), "covered": sum(c.covered for c in mine), "stacks": per_stack}
     for c in covs:
         rfc = c.requirement.rfc
@@ -167,17 +180,12 @@ def totals(covs: list[Coverage], stacks: list[str]) -> dict:
     return out
 
 
+def _stack_counts(n: dict) -> str:
+    return (f"{n['run']}: {n['passed']} passed, {n['deviation']} deviations, {n['failed']} failed, "
+            f"{n['skipped']} skipped")
+
+
 # --- rendering ----------------------------------------------------------------------------------
-
-def _verdict_cell(results: list[Result], covered: bool) -> str:
-    if not results:
-        return f"<td class=\"v none\">{'not run' if covered else ''}</td>"
-    cls = VERDICTS.get(worst(results), ("", "error"))[1]
-    tip = "\n".join(f"{word(r.verdict)}  {r.case} {r.family} {r.test}"
-                    + (f": {report.first_line(r.message)}" if r.verdict != PASSED else "")
-                    for r in sorted(results, key=lambda r: (r.case, r.test, r.family)))
-    return f"<td class=\"v {cls}\" title=\"{html.escape(tip)}\">{html.escape(cell_text(results))}</td>"
-
 
 def _cases_html(cov: Coverage, catalog: dict) -> str:
     if not cov.cases:
@@ -187,7 +195,8 @@ def _cases_html(cov: Coverage, catalog: dict) -> str:
                        for c in cov.cases)
 
 
-def _table(covs: list[Coverage], catalog: dict, stacks: list[str], main: bool) -> str:
+def _table(covs: list[Coverage], ctx: Context, stacks: list[str], main: bool) -> str:
+    catalog = ctx.catalog
     head = ("<tr><th>requirement</th>" + ("<th>level</th><th>T</th>" if main else "")
             + "<th>what it asks</th><th>cases</th>" + "".join(f"<th>{html.escape(s)}</th>" for s in stacks) + "</tr>")
     body = []
@@ -195,9 +204,10 @@ def _table(covs: list[Coverage], catalog: dict, stacks: list[str], main: bool) -
         r = c.requirement
         ref = f"<br><span class=\"small\">§{html.escape(r.section)}</span>" if r.section else ""
         results = [x for rs in c.cases.values() for x in rs]
-        cells = "".join(_verdict_cell([x for x in results if x.stack == s], c.covered) for s in stacks)
+        cells = "".join(report.verdict_cell([x for x in results if x.stack == s], ctx) if c.covered or results
+                        else '<td class="v none"></td>' for s in stacks)
         text = html.escape(r.text) + ("" if r.listed else " <span class=\"small\">(named by its cases)</span>")
-        body.append(f"<tr id=\"{html.escape(r.id)}\"><td class=\"mono\">{html.escape(r.id)}{ref}</td>"
+        body.append(f"<tr id=\"{html.escape(r.id)}\"><td class=\"mono\">{requirement_link(r.id)}{ref}</td>"
                     + (f"<td>{html.escape(r.level)}</td><td title=\"{TESTABLE.get(r.testable, '')}\">"
                        f"{html.escape(r.testable)}</td>" if main else "")
                     + f"<td>{text}</td><td>{_cases_html(c, catalog)}</td>{cells}</tr>")
@@ -219,38 +229,36 @@ def _groups(covs: list[Coverage]) -> list[tuple[str, list[Coverage]]]:
     return out
 
 
-def coverage_html(covs: list[Coverage], titles: dict, catalog: dict, results: list[Result], sources: list[str]) -> str:
-    stacks = stacks_of(results)
+def coverage_html(covs: list[Coverage], titles: dict, ctx: Context) -> str:
+    stacks = stacks_of(ctx.results)
     t = totals(covs, stacks)
     head = "<tr><th>requirements</th><th>covered by a case</th>" + "".join(
-        f"<th>{html.escape(s)}: with results: ok, failed, skipped</th>" for s in stacks) + "</tr>"
+        f"<th>{html.escape(s)}</th>" for s in stacks) + "</tr>"
     trs = []
     for cls, n in t["classes"].items():
         name = f"{MAIN} {cls} ({TESTABLE[cls]})"
         cov = f"{n['covered']} / {n['listed']}" if cls != "N" else f"— / {n['listed']} (listed with why)"
         trs.append(f"<tr><th>{html.escape(name)}</th><td>{cov}</td>"
-                   + "".join(f"<td>{ran}: {ok} ok, {bad} failed, {skip} skipped</td>"
-                             for ran, ok, bad, skip in n["stacks"].values()) + "</tr>")
+                   + "".join(f"<td>{html.escape(_stack_counts(c))}</td>" for c in n["stacks"].values()) + "</tr>")
     for rfc, (listed, covered) in t["rfcs"].items():
         trs.append(f"<tr><th>{html.escape(rfc)}</th><td>{covered} / {listed}</td>"
                    + "<td></td>" * len(stacks) + "</tr>")
     parts = [f"<h2>Totals</h2><table><thead>{head}</thead><tbody>{''.join(trs)}</tbody></table>",
              "<p class=\"small\">Covered: a case of the catalog names the requirement (counted whether or not it "
-             "ran). A stack's column: how many of them have results on it; of those, how many passed or are a "
-             "deviation its profile documents (a variant skipped beside them, such as the other family's, "
-             "does not count against it), how many have a failure, timing failure or harness error, and how "
-             "many were only skipped (the stack lacks what the case needs). Cells: the verdicts of every test "
-             "of the requirement's cases on that stack, both families.</p>", report._legend()]
+             "ran). A stack's column, for the requirements with results there: how many passed, how many depart "
+             "from it as the stack's profile documents, how many have a failure (an RFC violation, a timing "
+             "failure or a harness error), and how many were only skipped (the stack lacks what the cases need; "
+             "a variant skipped beside a pass, such as the other family's, does not count). Cells: the verdicts "
+             "of every test of the requirement's cases on that stack, both families.</p>", report.legend()]
     for title, group in _groups(covs):
         rfc = group[0].requirement.rfc
         name = f"{title}: {titles[rfc]}" if rfc != MAIN and titles.get(rfc) else title
         covered = sum(c.covered for c in group)
         parts.append(f"<h2 id=\"{html.escape(rfc)}\">{html.escape(name)}</h2><p class=\"small\">{covered} of "
-                     f"{len(group)} with a case</p>" + _table(group, catalog, stacks, rfc == MAIN))
-    sub = (f"{len(results)} results from {html.escape(', '.join(sources))}; built "
-           f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Stacks: {html.escape(', '.join(stacks) or 'none')}. "
-           "<a href=\"matrix.html\">conformance matrix</a> · <a href=\"claims.html\">seed claims</a>")
-    return report._page("Requirement coverage", sub, "".join(parts))
+                     f"{len(group)} with a case</p>" + _table(group, ctx, stacks, rfc == MAIN))
+    sub = (f"{len(ctx.results)} results from {html.escape(', '.join(ctx.sources))}; built "
+           f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Stacks: {html.escape(', '.join(stacks) or 'none')}.")
+    return report.frame("coverage", "Requirement coverage", sub, "".join(parts), ctx)
 
 
 def coverage_markdown(covs: list[Coverage], titles: dict, catalog: dict, results: list[Result]) -> str:
@@ -261,8 +269,7 @@ def coverage_markdown(covs: list[Coverage], titles: dict, catalog: dict, results
     for cls, n in t["classes"].items():
         cov = f"{n['covered']} / {n['listed']}" if cls != "N" else f"listed: {n['listed']}"
         lines.append(f"| {MAIN} {cls} ({TESTABLE[cls]}) | {cov} | "
-                     + " | ".join(f"{ran}: {ok} ok, {bad} failed, {skip} skipped"
-                                  for ran, ok, bad, skip in n["stacks"].values()) + " |")
+                     + " | ".join(_stack_counts(c) for c in n["stacks"].values()) + " |")
     for rfc, (listed, covered) in t["rfcs"].items():
         lines.append(f"| {rfc} | {covered} / {listed} | " + " | ".join("" for _ in stacks) + " |")
     for title, group in _groups(covs):
@@ -285,21 +292,9 @@ def coverage_markdown(covs: list[Coverage], titles: dict, catalog: dict, results
     return "\n".join(lines) + "\n"
 
 
-def build(results: list[Result], catalog: dict, out: Path, sources: list[str],
-          directory: Path = REQUIREMENTS) -> list[Coverage]:
-    """Write OUT/coverage.html and coverage.md; returns the coverage."""
-    requirements, titles = load_requirements(directory)
-    covs = coverage(requirements, catalog, results)
-    (out / "coverage.html").write_text(coverage_html(covs, titles, catalog, results, sources))
-    (out / "coverage.md").write_text(coverage_markdown(covs, titles, catalog, results))
-    return covs
-
-
-def summary(covs: list[Coverage]) -> str:
-    """One line for the command line: RFC 9293 Y and A covered, other RFCs' items."""
-    t = totals(covs, [])
-    y, a = t["classes"]["Y"], t["classes"]["A"]
-    others = sum(v[1] for k, v in t["rfcs"].items() if not k.startswith(MAIN))
-    items = sum(v[0] for k, v in t["rfcs"].items() if not k.startswith(MAIN))
-    return (f"RFC 9293: Y {y['covered']}/{y['listed']}, A {a['covered']}/{a['listed']}; "
-            f"other RFCs: {others}/{items} items")
+def page_files(ctx: Context) -> dict:
+    """The page's files, for report.py's page "coverage"."""
+    requirements, titles = load_requirements()
+    covs = coverage(requirements, ctx.catalog, ctx.results)
+    return {"coverage.html": coverage_html(covs, titles, ctx),
+            "coverage.md": coverage_markdown(covs, titles, ctx.catalog, ctx.results)}

@@ -15,19 +15,30 @@ Rules of this file:
   takes (raw, t) and returns (raw, t) or None (dropped). The project's own
   negative controls use them to break exactly one behaviour of a stack; a
   packet a filter drops is recorded as lost (`Trace.drop`), not traced.
+- `delays` put the tester a path away from the SUT: each takes (raw,
+  sent_by) and returns the seconds that packet spends on the path (they add
+  up). The Trace records the tester's end of the path: a packet of ours when
+  send() is called (the SUT gets it that much later, written by a thread of
+  the link, so it arrives whether or not anyone polls), one of the SUT's
+  that much after the stamp of its arrival on the device (it is held until
+  then, and no Peer sees it earlier). `--link-delay-ms` adds one for every
+  packet; negative controls delay single segments.
 
 Kinds of link: TunLink (an L3 TUN device inside the SUT's namespace whose
 descriptor the tester holds: nothing of the tester's own kernel can answer or
-drop anything) and, for stacks that speak Ethernet, PacketLink in
-`harness.l2`.
+drop anything) and, for stacks that speak Ethernet, the EthernetLinks of
+`harness.l2` (PacketLink on an interface, StreamLink over a stream socket).
 """
 from __future__ import annotations
 
 import fcntl
+import heapq
+import itertools
 import os
 import select
 import socket
 import struct
+import threading
 import time
 from collections import deque
 
@@ -48,6 +59,10 @@ class Link:
     def __init__(self, trace: Trace):
         self.trace = trace
         self.filters: list = []
+        self.delays: list = []
+        self._held: list = []                     # (due, n, raw): the SUT's packets still on the path
+        self._order = itertools.count()
+        self._wire: Wire | None = None            # ours still on the path
 
     # subclasses provide these three
     def fileno(self) -> int:
@@ -64,7 +79,17 @@ class Link:
         """The kernel's stamp of a packet just written, where there is one."""
         return t
 
+    def _delay(self, raw: bytes, sent_by: str) -> float:
+        return sum(d(raw, sent_by) for d in self.delays) if self.delays else 0.0
+
     def send(self, raw: bytes):
+        delay = self._delay(raw, "peer")
+        if delay > 0:
+            t = time.monotonic()
+            if self._wire is None:
+                self._wire = Wire(self._write)
+            self._wire.put(t + delay, raw)
+            return self.trace.add(raw, t, "peer")
         self._write(raw)
         t = self._stamp_sent(raw, time.monotonic())
         # A reply the stack produced while processing the write is already
@@ -72,8 +97,24 @@ class Link:
         replies = self._read_ready()
         entry = self.trace.add(raw, t, "peer")
         for r, rt in replies:
-            self._deliver(r, rt)
+            self._arrive(r, rt)
         return entry
+
+    def _arrive(self, raw: bytes, t: float) -> None:
+        delay = self._delay(raw, "sut")
+        if delay > 0:
+            heapq.heappush(self._held, (t + delay, next(self._order), raw))
+        else:
+            self._deliver(raw, t)
+
+    def _release(self) -> bool:
+        """Deliver the held packets whose time on the path is over."""
+        now, released = time.monotonic(), False
+        while self._held and self._held[0][0] <= now:
+            due, _, raw = heapq.heappop(self._held)
+            self._deliver(raw, due)
+            released = True
+        return released
 
     def _deliver(self, raw: bytes, t: float) -> None:
         for f in self.filters:
@@ -89,18 +130,62 @@ class Link:
         every packet that is readable. True if a packet was traced, or if
         anything else was read before the deadline (a frame of link upkeep,
         such as an ARP reply: whoever waits for it must get to look)."""
+        if self._release():
+            return True
         p = select.poll()
         p.register(self.fileno(), select.POLLIN)
-        left = deadline - time.monotonic()
+        wake = min(deadline, self._held[0][0]) if self._held else deadline
+        left = wake - time.monotonic()
         if not p.poll(max(0, int(left * 1000 + 0.999))):
-            return False
+            return self._release() or time.monotonic() < deadline
         frames = self._read_ready()
         for raw, t in frames:
-            self._deliver(raw, t)
-        return bool(frames) or time.monotonic() < deadline
+            self._arrive(raw, t)
+        return self._release() or bool(frames) or time.monotonic() < deadline
 
     def close(self) -> None:
-        pass
+        if self._wire is not None:
+            self._wire.close()
+
+
+class Wire:
+    """The tester's packets on their way to the SUT: each written by this
+    thread when its time on the path is over (in the order they are due)."""
+
+    def __init__(self, write):
+        self.write = write
+        self.queue: list = []
+        self.order = itertools.count()
+        self.closed = False
+        self.cv = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="tcpconf-path", daemon=True)
+        self.thread.start()
+
+    def put(self, due: float, raw: bytes) -> None:
+        with self.cv:
+            heapq.heappush(self.queue, (due, next(self.order), raw))
+            self.cv.notify()
+
+    def _run(self) -> None:
+        with self.cv:
+            while not self.closed:
+                now = time.monotonic()
+                if not self.queue or self.queue[0][0] > now:
+                    self.cv.wait(self.queue[0][0] - now if self.queue else None)
+                    continue
+                _, _, raw = heapq.heappop(self.queue)
+                try:
+                    self.write(raw)
+                except OSError:
+                    pass                            # lost on the path, as on a real one
+
+    def close(self) -> None:
+        """Stop; what is still on the path is lost. Returns once no write can
+        happen any more (the descriptor may then be closed)."""
+        with self.cv:
+            self.closed = True
+            self.cv.notify()
+        self.thread.join()
 
 
 _stamps_on = None
@@ -222,6 +307,7 @@ class TunLink(Link):
         return out
 
     def close(self) -> None:
+        super().close()
         if self.stamps is not None:
             self.stamps.close()
             self.stamps = None

@@ -2,7 +2,8 @@
 
 Rules of this file:
 - Everything a user sets is a pytest option (`--stack`, `--stack-opt`,
-  `--sysctl`, `--family`, `--tolerance-ms`, `--tolerance-pct`, `--seed`);
+  `--sysctl`, `--family`, `--tolerance-ms`, `--tolerance-pct`,
+  `--link-delay-ms`, `--seed`);
   bad input is one line (pytest's "ERROR: ...") and nothing is created.
 - Fixtures have the narrowest scope that works: a fresh stack (for Linux a
   fresh namespace) and Trace per test; catalog and profile per session.
@@ -13,10 +14,17 @@ Rules of this file:
 - The report (Allure): every result carries epic (the RFC), feature (area),
   story (case title), severity (from the level), labels case, stack, family,
   requirement (one per id) and seed (one per claim), and `rfc` links that a
-  plain `--alluredir` run resolves (the link pattern is a default here). Every
-  traced case attaches the exchange as the RFC 9293 ladder and an SVG, both
-  tcpdump views, the pcap and its observed values; a failure also attaches
-  expected vs seen.
+  plain `--alluredir` run resolves (the link pattern is a default here); its
+  page names the files beside the report that show it (matrix row, seed
+  claims, capture: Allure links only to http(s) addresses). Every check the case
+  makes is a step (harness.steps). Every traced case attaches the exchange as
+  the RFC 9293 ladder and an SVG, both tcpdump views, the pcap, its figures
+  and its observed values; a failure also attaches expected vs seen.
+- A documented deviation is an xfail for pytest (the run's verdict stays
+  green, a deviation that stops happening fails it) and, for Allure, status
+  `failed` with a message naming the rule and its level (categories
+  "Documented deviation from a MUST rule"...): it never looks like a pass or
+  a skip. The test page opens with the verdict (harness.testpage).
 - The results directory belongs to the xdist controller: it removes what an
   earlier run wrote there at the start (never `history/`), and writes
   environment.properties and categories.json at the end. Workers only add
@@ -24,7 +32,6 @@ Rules of this file:
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import platform
@@ -33,17 +40,21 @@ import zlib
 from importlib import metadata
 from pathlib import Path
 
+import allure_commons
+import attr
 import pytest
+from allure_commons.model2 import Label, StatusDetails
 
 from . import netns
 from .agent import AppError
 from .catalog import Catalog, CatalogError, Profile
 from .link import kernel_stamps_on
 from .peer import Peer
-from .render import ladder, svg
+from . import steps, testpage
+from .render import exchange, ladder, svg
 from .stacks import APP, SYSCTL, StackConfig, StackError, check_options, stack_class
 from .trace import Trace
-from .verdict import ConformanceFailure, Tolerance
+from .verdict import ConformanceFailure, Tolerance, TimingFailure
 
 FAMILIES = ("ipv4", "ipv6")
 SEVERITY = {"MUST": "critical", "SHOULD": "normal", "MAY": "minor", "documented": "trivial"}
@@ -51,12 +62,17 @@ STATE = pytest.StashKey[dict]()
 TRACE = pytest.StashKey[Trace]()
 OBSERVED = pytest.StashKey[dict]()
 STACK_INFO = pytest.StashKey[dict]()
+DEVIATION = pytest.StashKey[dict]()      # the profile's [[deviation]] of a test (collection)
+FIGURES = pytest.StashKey[list]()
+OUTCOME = pytest.StashKey[object]()
 RFC_LINK_PATTERN = "https://www.rfc-editor.org/rfc/rfc{}"
 CATEGORIES = Path(__file__).resolve().parent.parent / "reports" / "categories.json"
 # What allure-pytest and this plugin write into a results directory.
 RESULT_FILES = ("*-result.json", "*-container.json", "*-attachment*", "environment.properties",
                 "categories.json", "executor.json")
 TOOLS = ("scapy", "pyroute2", "pytest", "pytest-xdist", "allure-pytest")
+# packetdrill scripts (.pkt files) are collected by a plugin of their own
+pytest_plugins = ["harness.packetdrill.plugin"]
 
 
 def pytest_addoption(parser):
@@ -73,6 +89,8 @@ def pytest_addoption(parser):
                 help="absolute timing tolerance (default 25 ms)")
     g.addoption("--tolerance-pct", type=float, default=12.5, metavar="PCT",
                 help="relative timing tolerance, percent of the expected interval (default 12.5)")
+    g.addoption("--link-delay-ms", type=float, default=0.0, metavar="MS",
+                help="put the SUT MS milliseconds away, each way: the link holds every packet that long (default 0)")
     g.addoption("--seed", type=int, default=None,
                 help="seed of the peer's ISNs and ports (default: random, printed in the header)")
 
@@ -88,7 +106,7 @@ def _pairs(values: list[str], option: str) -> dict:
 
 
 def pytest_configure(config):
-    for line in ("case(id)", "slow", "requires(*capabilities)", "sysctl(**values)"):
+    for line in ("case(id)", "slow", "matrix", "requires(*capabilities)", "sysctl(**values)"):
         config.addinivalue_line("markers", line)
     if getattr(config.option, "help", False):
         return
@@ -141,6 +159,51 @@ def pytest_configure(config):
     if results and workerinput is None and not config.option.collectonly:
         clean_results(Path(results))
         config.pluginmanager.register(ResultsDirectory(config, Path(results)), "tcpconf-results")
+    if results:
+        outcome = config.stash[OUTCOME] = AllureOutcome()
+        allure_commons.plugin_manager.register(outcome)
+        config.add_cleanup(lambda: allure_commons.plugin_manager.unregister(outcome))
+
+
+class AllureOutcome:
+    """allure-commons plugin: each result's status and details as the suite
+    judges them, set just before allure-pytest writes the result. A test
+    pytest reports as xfail because its stack documents the deviation gets
+    status `failed` with the deviation as its message; a failure gets its
+    expected and seen as Allure's expected and actual (the page shows the
+    difference)."""
+
+    def __init__(self):
+        self.pending = None       # (Deviation | None, ConformanceFailure | None) of the test now ending
+
+    @staticmethod
+    def details(message: str, trace: str | None, expected: str, actual: str):
+        return _Details(message=message, trace=trace, expected=expected, actual=actual)
+
+    @allure_commons.hookimpl(tryfirst=True)
+    def report_result(self, result):
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        deviation, failure = pending
+        if deviation is not None and result.status == "skipped":
+            result.status = "failed"
+            result.statusDetails = self.details(deviation.message(), deviation.details(), deviation.requires,
+                                                "\n".join(deviation.did))
+            result.labels.append(Label(name="rule", value=deviation.rule))
+            result.name = f"{deviation.level} deviation · {result.name}"     # in the tree, on the first screen
+        elif failure is not None and result.status == "failed":
+            old = result.statusDetails
+            result.statusDetails = self.details(old.message if old else failure.message(), old.trace if old else None,
+                                                failure.expected, failure.seen)
+            result.labels.append(Label(name="rule", value=failure.requirement))
+
+
+@attr.s
+class _Details(StatusDetails):
+    """Allure's result format has expected and actual; allure-python's model lacks them."""
+    expected = attr.ib(default=None)
+    actual = attr.ib(default=None)
 
 
 class ResultsDirectory:
@@ -199,8 +262,10 @@ def environment(config, info: dict) -> dict:
     uname = platform.uname()
     env = {"stack": st["label"], "stack.version": info.get("version", "unknown"),
            "kernel": f"{uname.system} {uname.release} {uname.machine}",
-           "family": config.getoption("family"), "seed": st["seed"],
+           "family": config.getoption("family"), "random-seed": st["seed"],
            "tolerance": f"{config.getoption('tolerance_ms'):g} ms or {config.getoption('tolerance_pct'):g} %"}
+    if config.getoption("link_delay_ms"):
+        env["link delay"] = f"{config.getoption('link_delay_ms'):g} ms each way"
     for key, value in info.items():
         if key not in ("stack", "version"):
             env[f"stack.{key}"] = value
@@ -264,6 +329,20 @@ def require_privileges(config) -> None:
         f"(sysctl kernel.unprivileged_userns_clone=1 user.max_user_namespaces=1000)")
 
 
+def preflight(config) -> None:
+    """Called by conformance/conftest.py once privileges are settled, in the
+    process that runs the session (not in xdist workers): the stack checks
+    this machine (Stack.preflight); what it found goes into the header, a
+    problem is one line (ERROR: ...) and exit code 4."""
+    st = config.stash.get(STATE, None)
+    if st is None or getattr(config, "workerinput", None) is not None or config.option.collectonly:
+        return
+    try:
+        st["notes"] = st["cls"].preflight(st["options"])
+    except StackError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
     """xdist controller: every worker uses the run's seed."""
@@ -274,7 +353,10 @@ def pytest_report_header(config):
     st = config.stash.get(STATE, None)
     if st:
         return (f"tcpconf: stack {st['stack']}, seed {st['seed']}"
-                + (f", sysctls {st['sysctls']}" if st["sysctls"] else ""))
+                + (f", sysctls {st['sysctls']}" if st["sysctls"] else "")
+                + (f", link delay {config.getoption('link_delay_ms'):g} ms each way"
+                   if config.getoption("link_delay_ms") else "")
+                + "".join(f", {note}" for note in st.get("notes", ())))
 
 
 def pytest_sessionstart(session):
@@ -318,6 +400,7 @@ def pytest_collection_modifyitems(session, config, items):
         params = item.callspec.params if hasattr(item, "callspec") else {}
         dev = st["profile"].deviation(cid, item.originalname, params.get("family"), params)
         if dev:
+            item.stash[DEVIATION] = dev
             item.add_marker(pytest.mark.xfail(reason=f"known deviation of {st['stack']} ({dev['rule']}): {dev['reason']}",
                                               strict=True, raises=AssertionError))
     if problems:
@@ -413,6 +496,9 @@ def stack(request, family, tcpconf, case):
     except StackError as e:
         pytest.fail(f"harness: cannot start stack {cls.name}: {e}", pytrace=False)
     request.node.stash[STACK_INFO] = st.describe()
+    delay = request.config.getoption("link_delay_ms") / 1000.0
+    if delay > 0:
+        st.link.delays.append(lambda raw, sent_by: delay)
     try:
         yield st
     finally:
@@ -429,7 +515,10 @@ def app(stack):
 @pytest.fixture
 def profile(request, stack, tcpconf):
     bound = tcpconf["profile"].bind(stack)
-    request.node.stash.setdefault(OBSERVED, {})["profile"] = bound.observed
+    values = request.node.stash.setdefault(OBSERVED, {})
+    values["profile"] = bound.observed
+    values["set"] = bound.changed          # what the case set: a variant, not the stack's default
+    values["set"].update(stack.config.sysctls)
     return bound
 
 
@@ -444,8 +533,17 @@ def observed(request) -> dict:
 
 
 @pytest.fixture
+def figures(request) -> list:
+    """Pictures the case draws from what it measured (harness.plot), shown
+    on top of its report page and attached: `figures.append((title, svg))`."""
+    out: list = []
+    request.node.stash[FIGURES] = out
+    return out
+
+
+@pytest.fixture
 def peer(stack, rng, case) -> Peer:
-    port = rng.randrange(32768, 61000)
+    port = rng.choice(stack.peer_ports) if stack.peer_ports else rng.randrange(32768, 61000)
     sut_port = getattr(stack, "server_port", None) or rng.randrange(1024, 32768)
     if sut_port == port:
         sut_port += 1
@@ -457,7 +555,8 @@ def peer(stack, rng, case) -> Peer:
 def _allure_case(request, tcpconf):
     """The Allure contract: labels case and stack, family as a parameter and
     a label (so matrices can group by it), the catalog's facts as labels and
-    links."""
+    links; the checks of the test start (harness.steps)."""
+    steps.begin()
     cid = _case_id(request.node)
     if cid is None or cid not in tcpconf["catalog"]:
         yield
@@ -470,6 +569,9 @@ def _allure_case(request, tcpconf):
     family = request.node.callspec.params.get("family") if hasattr(request.node, "callspec") else None
     if family:
         allure.dynamic.label("family", family)
+        variant = "-".join(p for p in request.node.callspec.id.split("-") if p != family)
+        if variant:
+            allure.dynamic.label("variant", variant)       # the parameters but the family: "default", "retries-2"
     allure.dynamic.epic(c.rfc[0].split(" §")[0])
     allure.dynamic.feature(c.area)
     allure.dynamic.story(c.title)
@@ -482,6 +584,16 @@ def _allure_case(request, tcpconf):
     for value, name in c.rfc_links():
         allure.dynamic.link(value, link_type="rfc", name=name)
     yield
+
+
+def pcap_name(stack: str, item) -> str:
+    """The file name of a test's capture beside the report: stack, case,
+    test and parameters (Allure downloads an attachment under a hash)."""
+    import re
+    params = f"-{item.callspec.id}" if hasattr(item, "callspec") else ""
+    case = _case_id(item) or getattr(item, "pkt", {}).get("case")          # a .pkt script's case is its path
+    name = f"{stack}-{case}-{getattr(item, 'originalname', item.name)}{params}.pcap"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -513,6 +625,7 @@ def pytest_runtest_makereport(item, call):
     report = yield
     trace = item.stash.get(TRACE, None)
     if trace is not None and report.when == "call":
+        steps.end()
         sut = f"SUT {item.config.stash[STATE]['stack']}"
         failure = call.excinfo.value if call.excinfo and isinstance(call.excinfo.value, ConformanceFailure) else None
         if report.failed or hasattr(report, "wasxfail"):
@@ -524,8 +637,43 @@ def pytest_runtest_makereport(item, call):
                 report.user_properties.append((f"{kind}.{k}", json.dumps(v)))
         if STACK_INFO in item.stash:
             report.user_properties.append(("stack", json.dumps(item.stash[STACK_INFO])))
-        _attach(item, trace, values, failure, sut)
+        deviation = _deviation(item, failure, report.wasxfail) if hasattr(report, "wasxfail") else None
+        outcome = item.config.stash.get(OUTCOME, None)
+        if outcome is not None:
+            outcome.pending = (deviation, failure)
+        _attach(item, report, call, trace, values, failure, deviation, sut)
     return report
+
+
+def _deviation(item, failure: ConformanceFailure | None, reason: str) -> testpage.Deviation:
+    """What a test that ended as xfail deviates from, as its stack's profile
+    documents it: a [[deviation]] entry (the case failed on its rule) or a
+    behaviour that departs from its rule (BoundProfile.conclude)."""
+    st = item.config.stash[STATE]
+    profile, cid = st["profile"], _case_id(item)
+    case = st["catalog"].cases.get(cid)
+    level = case.level if case else "MUST"
+    dev = item.stash.get(DEVIATION, None)
+    if dev is not None and failure is not None:
+        return testpage.Deviation(dev["rule"], testpage.rule_level(dev["rule"], level),
+                                  f"{failure.what}: {failure.expected}", [failure.seen], dev["reason"],
+                                  f"{profile.source}, [[deviation]] of {cid}", st["stack"])
+    bound = getattr(item, "funcargs", {}).get("profile")
+    b = getattr(bound, "deviation", None)
+    if b is None:                        # an xfail the profile did not name: say what pytest said
+        return testpage.Deviation("?", level, case.title if case else cid, [failure.seen] if failure else [],
+                                  reason, profile.source, st["stack"])
+    key = next((k for k, v in profile.behaviour.items() if v is b), "?")
+    where = b.get("where") or f"{profile.source}, behaviour \"{key}\""
+    # what the stack did: the checks of the rule (the documented answer), each kind once, the last few
+    did = list({c.what: f"{_short(c.what)}: {c.seen}" for c in steps.checks()
+                if c.requirement == b["rule"] and c.passed}.values())[-4:]
+    return testpage.Deviation(b["rule"], testpage.rule_level(b["rule"], level),
+                              b.get("requires") or (case.title if case else cid), did, b["note"], where, st["stack"])
+
+
+def _short(text: str, n: int = 100) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def expected_vs_seen(failure: ConformanceFailure) -> str:
@@ -537,42 +685,63 @@ def expected_vs_seen(failure: ConformanceFailure) -> str:
             f"seen:        {failure.seen}\n")
 
 
-def _attach(item, trace: Trace, values: dict, failure: ConformanceFailure | None, sut: str) -> None:
+def _outcome(report, call, failure, deviation) -> str:
+    if deviation is not None:
+        return "deviation"
+    if isinstance(failure, TimingFailure):
+        return "timing"
+    if failure is not None:
+        return "failed"
+    if report.passed:
+        return "passed"
+    return "skipped" if report.skipped else "error"
+
+
+def _attach(item, report, call, trace: Trace, values: dict, failure, deviation, sut: str) -> None:
     """The exchange every way as attachments, and a test page that opens
-    with it: the case's description, expected vs seen, the diagram and the
-    ladder as HTML (Allure shows it in a sandboxed frame)."""
-    try:
-        import allure
-        from allure_commons._allure import plugin_manager
-    except ImportError:
+    with the verdict (harness.testpage): in words, then the case's
+    description, its figures, the diagram and the ladder (Allure shows it in
+    a sandboxed frame)."""
+    import allure
+    if not allure_commons.plugin_manager.hook.attach_data.get_hookimpls():
         return
-    if not plugin_manager.get_plugins():
-        return
-    import html
     import tempfile
 
     kind = allure.attachment_type
-    steps, picture = ladder(trace, sut), svg(trace, sut)
+    whole, picture = ladder(trace, sut, width=testpage.LADDER_WIDTH), svg(trace, sut)
     if failure is not None:
         allure.attach(expected_vs_seen(failure), name="expected vs seen", attachment_type=kind.TEXT)
-    allure.attach(steps, name="exchange (RFC 9293 notation)", attachment_type=kind.TEXT)
+    if deviation is not None:
+        allure.attach(deviation.details(), name="documented deviation", attachment_type=kind.TEXT)
+    figures = item.stash.get(FIGURES, [])
+    for title, figure in figures:
+        allure.attach(figure, name=title, attachment_type=kind.SVG)
+    allure.attach(whole, name="exchange (RFC 9293 notation)", attachment_type=kind.TEXT)
     allure.attach(picture, name="sequence diagram", attachment_type=kind.SVG)
     allure.attach(trace.tcpdump(True), name="tcpdump (relative sequence numbers)", attachment_type=kind.TEXT)
     allure.attach(trace.tcpdump(False), name="tcpdump -S (absolute sequence numbers)", attachment_type=kind.TEXT)
     with tempfile.NamedTemporaryFile(suffix=".pcap") as f:
         trace.pcap(f.name)
-        allure.attach.file(f.name, name="capture.pcap", attachment_type=kind.PCAP)
+        allure.attach.file(f.name, name=pcap_name(item.config.stash[STATE]["label"], item),
+                           attachment_type=kind.PCAP)
     if any(values.values()):
         allure.attach(json.dumps(values, indent=2, sort_keys=True), name="observed values",
                       attachment_type=kind.JSON)
     cid = _case_id(item)
-    cat = item.config.stash[STATE]["catalog"]
-    page = [f"<p>{html.escape(cat[cid].description.strip())}</p>" if cid in cat else ""]
-    if failure is not None:
-        page.append('<pre style="background:#fef2f2;padding:8px;white-space:pre-wrap">'
-                    f"{html.escape(expected_vs_seen(failure))}</pre>")
-    # an <img>: Allure's sanitizer keeps data: images but drops inline SVG
-    page.append('<img alt="sequence diagram" style="max-width:100%" '
-                f'src="data:image/svg+xml;base64,{base64.b64encode(picture.encode()).decode()}">')
-    page.append(f'<pre style="font-size:12px">{html.escape(steps)}</pre>')
-    allure.dynamic.description_html("\n".join(p for p in page if p))
+    case = item.config.stash[STATE]["catalog"].cases.get(cid)
+    outcome = _outcome(report, call, failure, deviation)
+    packets = len(exchange(trace).steps)
+    short = packets > testpage.KEEP
+    name = pcap_name(item.config.stash[STATE]["label"], item)
+    beside = [f"matrix.html#{cid}: the case in the conformance matrix"]
+    beside += [f"claims.html#{s}: the seed note's claim {s}" for s in (case.seed if case else ())]
+    beside.append(f"pcaps/{name}: the capture (Wireshark opens it; here it is the attachment {name})")
+    page = testpage.Page(
+        outcome, description=case.description.strip() if case else "", requirements=case.requirements if case else (),
+        beside=beside,
+        checks=steps.checks(), failure=failure, deviation=deviation,
+        skip_reason=str(getattr(call.excinfo, "value", "")) if call.excinfo else "",
+        figures=figures, packets=packets,
+        diagram=svg(trace, sut, keep=testpage.KEEP) if short else picture,
+        ladder=ladder(trace, sut, keep=testpage.KEEP, width=testpage.LADDER_WIDTH) if short else whole)
+    allure.dynamic.description_html(testpage.render(page))

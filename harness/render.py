@@ -18,7 +18,9 @@ The notation is RFC 9293's (Figure 6 onwards), as the seed note explains it:
 
     -->   sent by the tester (TCP Peer A, left) and received by the SUT (right)
     <--   sent by the SUT and received by the tester
-    ...   delayed: it arrives late or out of order (an old duplicate)
+    ...   delayed: it arrives late or out of order (an old duplicate); where
+          two FINs cross (RFC 9293 Figure 13), a FIN is drawn where it leaves
+          with `...` at its receiver, and again where it arrives
     XXX   lost or rejected: the link lost it (a fault), or the case says the
           receiver dropped it
     (..)  a comment; each side's state is the one AFTER the segment
@@ -26,7 +28,12 @@ The notation is RFC 9293's (Figure 6 onwards), as the seed note explains it:
 Sequence and acknowledgment numbers are relative to each side's ISN (the
 seq of its SYN on that connection; without a SYN, its first segment), so
 the tester's SYN is <SEQ=0> and the SUT's answer acknowledges 1. They are
-signed: an old duplicate before the ISN shows as <SEQ=-100000>.
+signed: an old duplicate before the ISN shows as <SEQ=-100000>. A new
+connection on the same ports starts numbering again from its own ISNs, so a
+late segment of the earlier connection shows negative numbers.
+
+A segment that a check of the case judged (harness.steps) carries its
+number, `#3`, as the report's steps do; `#7 ✗` is the check that failed.
 """
 from __future__ import annotations
 
@@ -99,6 +106,7 @@ class Endpoint:
     last_ack: int | None = None   # SEG.ACK of the last segment we received
     syn_kind: str | None = None   # our last SYN: "SYN" or "SYN-ACK"
     base: int | None = None       # relative numbers start here (the ISN)
+    before_fin: str | None = None  # our state before the FIN that put us in CLOSE-WAIT
 
     def after_rst(self) -> str:
         key = "SYN-RECEIVED/passive" if self.state == "SYN-RECEIVED" and self.passive else self.state
@@ -122,6 +130,9 @@ class Step:
     states: dict                  # {"peer": state, "sut": state} after the packet
     conn: int                     # 1, 2, ...: which connection of the trace (0: not TCP)
     ctl: frozenset = frozenset()
+    checks: tuple = ()            # the checks that judged it: "#3", "#7 ✗"
+    detail: str = ""              # what the ladder leaves out: window, options
+    arrival_of: int | None = None  # this row is where step N (a crossing FIN) arrives
 
 
 @dataclass
@@ -210,7 +221,9 @@ def _send(seg: Segment, snd: Endpoint, rcv: Endpoint, fate: str | None) -> tuple
         snd.snd_nxt = seg.end
     elif seg.seg_len and not seg.rst:
         d = seq_diff(seg.seq, snd.snd_nxt)
-        if d < 0:
+        if d < 0 and snd.iss is not None and seq_diff(seg.seq, snd.iss) < 0:
+            note = "a segment of the earlier connection"         # numbers relative to the new ISNs: negative
+        elif d < 0:
             note = "retransmission"
         elif d > 0:
             note, fate = "out of order", fate or "delayed"
@@ -251,6 +264,8 @@ def _receive(seg: Segment, rcv: Endpoint) -> None:
     if event is not None:
         rcv.fin_acked = rcv.fin_acked or "ACK-FIN" in event
         rcv.state = RECEIVE.get((before, event), before)
+        if rcv.state == "CLOSE-WAIT" and before != "CLOSE-WAIT":
+            rcv.before_fin = before
         if event == "SYN" and before == "SYN-RECEIVED" and not rcv.passive:
             rcv.state = "CLOSED"
     if event == "SYN" and rcv.state == "SYN-RECEIVED":
@@ -264,6 +279,15 @@ def _receive(seg: Segment, rcv: Endpoint) -> None:
         rcv.rcv_nxt = seg.end
     elif rcv.rcv_nxt is None and before is None:
         rcv.rcv_nxt = seg.end                    # joined in the middle: follow the sender
+
+
+def _crosses(seg: Segment, snd: Endpoint, rcv: Endpoint) -> bool:
+    """A FIN sent before the FIN that the model has already delivered to
+    its sender: SEG.ACK stops just short of the other side's FIN. The two
+    FINs crossed (RFC 9293 Figure 13, simultaneous close): the sender was
+    not in CLOSE-WAIT but closing too."""
+    return (seg.fin and not seg.rst and seg.has_ack and snd.state == "CLOSE-WAIT" and rcv.fin_seq is not None
+            and seg.ack == rcv.fin_seq and snd.rcv_nxt == seq_add(rcv.fin_seq, 1))
 
 
 def _ctl(flags: frozenset) -> str:
@@ -340,7 +364,7 @@ def exchange(trace: Trace) -> Exchange:
             fate = "delayed"
         if isinstance(e, Other):
             steps.append(Step(e.t - trace.t0, e.sent_by, e.summary(), fate or "delivered", note,
-                              {s: None for s in SIDES}, 0))
+                              {s: None for s in SIDES}, 0, checks=tuple(trace.checks.get(index, ()))))
             continue
         key = _conn_key(e)
         if key not in conns:
@@ -350,7 +374,17 @@ def exchange(trace: Trace) -> Exchange:
         ends = conns[key]
         num = list(conns).index(key) + 1
         snd, rcv = ends[e.sent_by], ends["sut" if e.sent_by == "peer" else "peer"]
-        if _timer_expired(e, snd):
+        crossing = None
+        if _crosses(e, snd, rcv):
+            # the other side's FIN had not arrived when this one left: it
+            # is drawn in flight where it left, and arriving after this one
+            crossing = next(i for i in range(len(steps) - 1, -1, -1)
+                            if steps[i].conn == num and steps[i].sent_by != e.sent_by and "F" in steps[i].ctl)
+            snd.state = snd.before_fin or "ESTABLISHED"
+            steps[crossing].states[e.sent_by] = snd.state
+            steps[crossing].fate = "in flight"
+            steps[crossing].note = "; ".join(x for x in (steps[crossing].note, "the FINs cross") if x)
+        if e.sent_by == "sut" and _timer_expired(e, snd):
             # <SEQ=SEG.ACK><CTL=RST> answers an ACK only in LISTEN or CLOSED:
             # a timer ended the connection before that ACK arrived
             snd.state = "LISTEN" if snd.passive else "CLOSED"
@@ -368,7 +402,15 @@ def exchange(trace: Trace) -> Exchange:
         text = segment_text(e, snd.base, rcv.base)
         note = note if marked else "; ".join(x for x in (note, auto) if x)
         steps.append(Step(e.t - trace.t0, e.sent_by, text, fate, note,
-                          {s: ends[s].state for s in SIDES}, num, e.flags))
+                          {s: ends[s].state for s in SIDES}, num, e.flags, tuple(trace.checks.get(index, ())),
+                          _details(e)))
+        if crossing is not None:
+            # the crossing FIN arrives now: FIN-WAIT-1 and a FIN -> CLOSING
+            snd.state = RECEIVE.get((snd.state, "FIN"), snd.state)
+            other = steps[crossing]
+            steps.append(Step(e.t - trace.t0, other.sent_by, other.text, "delayed",
+                              f"the FIN of line {crossing + 1} arrives", {e.sent_by: snd.state, other.sent_by: None},
+                              num, other.ctl, arrival_of=crossing))
     return Exchange(steps, infos)
 
 
@@ -377,39 +419,84 @@ def exchange(trace: Trace) -> Exchange:
 def _arrows(step: Step) -> tuple[str, str]:
     """(left arrow, right arrow) of a line."""
     if step.sent_by == "peer":
-        return {"delivered": ("-->", "-->"), "delayed": ("...", "-->"), "lost": ("-->", "XXX")}[step.fate]
-    return {"delivered": ("<--", "<--"), "delayed": ("<--", "..."), "lost": ("XXX", "<--")}[step.fate]
+        return {"delivered": ("-->", "-->"), "delayed": ("...", "-->"), "lost": ("-->", "XXX"),
+                "in flight": ("-->", "...")}[step.fate]
+    return {"delivered": ("<--", "<--"), "delayed": ("<--", "..."), "lost": ("XXX", "<--"),
+            "in flight": ("...", "<--")}[step.fate]
 
 
 def _endpoint(trace: Trace, end: tuple) -> str:
     return trace.names.get(end, f"{end[0]}.{end[1]}")
 
 
-def ladder(trace: Trace, sut: str = "SUT") -> str:
+TAIL = 4            # packets shown at the end of an exchange that is cut short
+
+
+def shown_steps(ex: Exchange, keep: int | None) -> set | None:
+    """The packets a picture shows when it may show `keep` of them: the
+    first keep-TAIL and the last TAIL (None: all). A case of 200 handshakes
+    reads from a few; its attachments keep them all."""
+    n = len(ex.steps)
+    if keep is None or n <= keep:
+        return None
+    return set(range(keep - TAIL)) | set(range(n - TAIL, n))
+
+
+def _left_out(n: int) -> str:
+    return f"{n} more packet{'s' if n > 1 else ''} like these left out here"
+
+
+def _note(step: Step, lines: dict) -> str:
+    note = f"the FIN of line {lines[step.arrival_of]} arrives" if step.arrival_of is not None else step.note
+    return "; ".join(x for x in (" ".join(step.checks), note) if x)
+
+
+LEGEND = ("      (each side's state is the one after the segment; numbers relative to the ISNs of each connection;",
+          "       -->/<-- sent and received, ... delayed or in flight, XXX lost or rejected; #n the segment check #n",
+          "       of the report judged; time in seconds at the right)")
+
+
+def ladder(trace: Trace, sut: str = "SUT", keep: int | None = None, width: int | None = None) -> str:
     """The exchange in RFC 9293 notation (Figure 6 style), one line per packet:
-    line number, tester's state, arrow, segment, arrow, SUT's state, time."""
+    line number, tester's state, arrow, segment, arrow, SUT's state, time and
+    a note. `keep`: show at most that many packets (shown_steps); `width`:
+    a line longer than that puts its note on a line of its own."""
     ex = exchange(trace)
     if not ex.steps:
         return "(no packets)"
-    width = max(len(s.text) for s in ex.steps if s.conn) if any(s.conn for s in ex.steps) else 20
-    width = max(width, 24)
+    shown = shown_steps(ex, keep)
+    texts = [s.text for i, s in enumerate(ex.steps) if s.conn and (shown is None or i in shown)]
+    seg_width = max(24, *(len(t) for t in texts)) if texts else 24
     rows = []
 
-    def row(num: str, left: str | None, la: str, text: str, ra: str, right: str | None, tail: str = ""):
-        rows.append(f"{num:>4}  {left or '':<12} {la:<3} {text:<{width}} {ra:<3} {right or '':<12}{tail}".rstrip())
+    def row(num: str, left: str | None, la: str, text: str, ra: str, right: str | None, t: str = "", note: str = ""):
+        line = f"{num:>4}  {left or '':<12} {la:<3} {text:<{seg_width}} {ra:<3} {right or '':<12}{t}".rstrip()
+        if note and width and len(line) + len(note) + 3 > width:
+            rows.append(line)
+            rows.append(f"{'':6}{'':12} {'':3} ({note})")
+        else:
+            rows.append(f"{line} ({note})" if note else line)
 
     first = ex.connections[0] if ex.connections else None
     head_l = f"tester (TCP Peer A) {_endpoint(trace, first['peer'])}" if first else "tester (TCP Peer A)"
     head_r = f"{sut} (TCP Peer B) {_endpoint(trace, first['sut'])}" if first else f"{sut} (TCP Peer B)"
-    pad = 4 + 2 + 12 + 1 + 3 + 1 + width + 1 + 3 + 1
-    lines = [f"{'':6}{head_l:<{pad - 6}}{head_r}"]
-    lines.append("      (each side's state is the one after the segment; numbers relative to the ISNs; -->/<-- sent")
-    lines.append("       and received, ... delayed, XXX lost or rejected; time in seconds at the right)")
+    pad = 4 + 2 + 12 + 1 + 3 + 1 + seg_width + 1 + 3 + 1
+    lines = [f"{'':6}{head_l:<{pad - 6}}{head_r}", *LEGEND]
     n = 0
-    shown: set = set()
-    for step in ex.steps:
-        if step.conn and step.conn not in shown:
-            shown.add(step.conn)
+    numbers: dict = {}                 # step index -> ladder line number
+    started: set = set()
+    hidden = 0
+    for i, step in enumerate(ex.steps):
+        if shown is not None and i not in shown:
+            started.add(step.conn)
+            hidden += 1
+            continue
+        if hidden:
+            rows.append("")
+            rows.append(f"      ({_left_out(hidden)})")
+            hidden = 0
+        if step.conn and step.conn not in started:
+            started.add(step.conn)
             c = ex.connections[step.conn - 1]
             isn = ", ".join(f"{'tester' if s == 'peer' else sut} {c['isn'][s]}" for s in SIDES if s in c["isn"])
             rows.append("")
@@ -421,16 +508,17 @@ def ladder(trace: Trace, sut: str = "SUT") -> str:
             n += 1
             row(f"{n}.", c["initial"]["peer"], "", "", "", c["initial"]["sut"])
         n += 1
+        numbers[i] = n
         la, ra = _arrows(step)
-        note = f" ({step.note})" if step.note else ""
+        t = f"  {'':10}" if step.arrival_of is not None else f"  {step.t:10.6f}"
         if step.conn:
             # a delayed segment is drawn when it arrives: its sender's column
             # stays empty, as in RFC 9293 Figures 7 and 8
             left = "" if step.fate == "delayed" and step.sent_by == "peer" else step.states["peer"]
             right = "" if step.fate == "delayed" and step.sent_by == "sut" else step.states["sut"]
-            row(f"{n}.", left, la, step.text, ra, right, f"  {step.t:10.6f}{note}")
+            row(f"{n}.", left, la, step.text, ra, right, t, _note(step, numbers))
         else:
-            row(f"{n}.", "", la, f"({step.text})", ra, "", f"  {step.t:10.6f}{note}")
+            row(f"{n}.", "", la, f"({step.text})", ra, "", t, _note(step, numbers))
     return "\n".join(lines + rows)
 
 
@@ -438,6 +526,7 @@ def ladder(trace: Trace, sut: str = "SUT") -> str:
 
 LEFT, RIGHT, WIDTH = 230, 770, 1000
 TOP, ROW, SEPARATOR = 74, 50, 34
+DETAIL = 88                      # characters of the line under an arrow
 COLOURS = {"peer": "#1c5fb8", "sut": "#c2410c", "rst": "#b91c1c", "lost": "#6b7280"}
 
 
@@ -447,21 +536,29 @@ def _details(seg: Segment) -> str:
     return f"win {seg.window}" + (f", options [{opts}]" if opts else "")
 
 
-def svg(trace: Trace, sut: str = "SUT") -> str:
+def svg(trace: Trace, sut: str = "SUT", keep: int | None = None) -> str:
     """The exchange as an SVG sequence diagram: the tester's lifeline on the
     left, the SUT's on the right, one arrow per packet with its segment text
-    (window and options below it), time at the far left, each side's state
-    after the packet beside its lifeline. Dashed: delayed; ending in a
-    cross: lost."""
+    (window, options and the checks that judged it below it), time at the
+    far left, each side's state after the packet beside its lifeline.
+    Dashed: delayed; ending in a cross: lost; two FINs that cross are drawn
+    crossing. `keep`: at most that many packets (shown_steps)."""
     ex = exchange(trace)
-    details = [_details(e) if isinstance(e, Segment) else "" for e, _ in _packets(trace)]
-    rows, shown = [], set()
-    for step, detail in zip(ex.steps, details):
-        if step.conn and step.conn not in shown:
-            shown.add(step.conn)
-            rows.append(("connection", step.conn, ""))
-        rows.append(("step", step, detail))
-    height = TOP + sum(SEPARATOR if kind == "connection" else ROW for kind, _, _ in rows) + 24
+    shown = shown_steps(ex, keep)
+    rows, started, hidden = [], set(), 0
+    for i, step in enumerate(ex.steps):
+        if shown is not None and i not in shown:
+            started.add(step.conn)
+            hidden += 1
+            continue
+        if hidden:
+            rows.append(("hidden", hidden, i))
+            hidden = 0
+        if step.conn and step.conn not in started:
+            started.add(step.conn)
+            rows.append(("connection", step.conn, i))
+        rows.append(("step", step, i))
+    height = TOP + sum(ROW if kind == "step" else SEPARATOR for kind, _, _ in rows) + 24
     first = ex.connections[0] if ex.connections else None
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
            f'viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="12">',
@@ -483,41 +580,62 @@ def svg(trace: Trace, sut: str = "SUT") -> str:
     out.append(f'<text x="{LEFT - 10}" y="64" text-anchor="end" fill="#64748b">state after</text>')
     out.append(f'<text x="{RIGHT + 10}" y="64" fill="#64748b">state after</text>')
     y = TOP
-    for kind, item, detail in rows:
-        if kind == "connection":
-            c = ex.connections[item - 1]
-            label = f"connection {item}: tester {_endpoint(trace, c['peer'])}, {sut} {_endpoint(trace, c['sut'])}"
+    left_at: dict = {}                 # step index of a FIN in flight -> (x, y) where it left
+    for kind, item, index in rows:
+        if kind != "step":
+            if kind == "hidden":
+                label = _left_out(item)
+            else:
+                c = ex.connections[item - 1]
+                label = f"connection {item}: tester {_endpoint(trace, c['peer'])}, {sut} {_endpoint(trace, c['sut'])}"
             out.append(f'<line x1="8" y1="{y + 4}" x2="{WIDTH - 8}" y2="{y + 4}" stroke="#cbd5e1" '
                        'stroke-dasharray="2 3"/>')
             out.append(f'<text x="{(LEFT + RIGHT) / 2:.0f}" y="{y + 18}" text-anchor="middle" font-size="11" '
                        f'fill="#64748b">{escape(label)}</text>')
-            for x, side, anchor in ((LEFT - 10, "peer", "end"), (RIGHT + 10, "sut", "start")):
-                state = c["initial"][side]
-                if state:
-                    out.append(f'<text x="{x}" y="{y + 18}" text-anchor="{anchor}" fill="#64748b">{escape(state)}</text>')
+            if kind == "connection":
+                for x, side, anchor in ((LEFT - 10, "peer", "end"), (RIGHT + 10, "sut", "start")):
+                    state = ex.connections[item - 1]["initial"][side]
+                    if state:
+                        out.append(f'<text x="{x}" y="{y + 18}" text-anchor="{anchor}" fill="#64748b">'
+                                   f'{escape(state)}</text>')
             y += SEPARATOR
             continue
         step = item
         y += 16
         x1, x2 = (LEFT, RIGHT) if step.sent_by == "peer" else (RIGHT, LEFT)
         colour = COLOURS["lost"] if step.fate == "lost" else COLOURS["rst"] if "R" in step.ctl else COLOURS[step.sent_by]
-        dash = ' stroke-dasharray="6 4"' if step.fate != "delivered" else ""
-        out.append(f'<text x="8" y="{y + 4}" fill="#334155">{step.t:.6f}</text>')
-        if step.fate == "lost":
+        head = "rst" if "R" in step.ctl else step.sent_by
+        if step.arrival_of is None:
+            out.append(f'<text x="8" y="{y + 4}" fill="#334155">{step.t:.6f}</text>')
+        if step.fate == "in flight":
+            left_at[index] = (x1, y)       # drawn where it arrives
+        elif step.arrival_of is not None:
+            sx, sy = left_at.get(step.arrival_of, (x1, y))
+            out.append(f'<line x1="{sx}" y1="{sy}" x2="{x2}" y2="{y + 14}" stroke="{colour}" stroke-width="1.6" '
+                       f'marker-end="url(#head-{head})"/>')
+        elif step.fate == "lost":
+            dash = ' stroke-dasharray="6 4"'
             xm, ym = x1 + (x2 - x1) * 0.62, y + 14 * 0.62
             out.append(f'<line x1="{x1}" y1="{y}" x2="{xm:.1f}" y2="{ym:.1f}" stroke="{colour}" '
                        f'stroke-width="1.6"{dash}/>')
             out.append(f'<path d="M{xm - 7:.1f},{ym - 7:.1f} L{xm + 7:.1f},{ym + 7:.1f} M{xm - 7:.1f},{ym + 7:.1f} '
                        f'L{xm + 7:.1f},{ym - 7:.1f}" stroke="{COLOURS["rst"]}" stroke-width="2.5"/>')
         else:
-            head = "rst" if "R" in step.ctl else step.sent_by
+            dash = ' stroke-dasharray="6 4"' if step.fate != "delivered" else ""
             out.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y + 14}" stroke="{colour}" stroke-width="1.6"{dash} '
                        f'marker-end="url(#head-{head})"/>')
         label = step.text if step.conn else f"({step.text})"
-        out.append(f'<text x="{(LEFT + RIGHT) / 2:.0f}" y="{y - 4}" text-anchor="middle" fill="{colour}">'
-                   f'{escape(label)}</text>')
-        fate = "" if step.fate == "delivered" or step.fate in step.note else step.fate
-        under = "; ".join(x for x in (detail, fate, step.note) if x)
+        if step.arrival_of is not None:
+            out.append(f'<text x="{(LEFT + RIGHT) / 2:.0f}" y="{y + 22}" text-anchor="middle" font-size="10" '
+                       f'fill="#64748b">the FINs crossed: this one arrives now</text>')
+        else:
+            out.append(f'<text x="{(LEFT + RIGHT) / 2:.0f}" y="{y - 4}" text-anchor="middle" fill="{colour}">'
+                       f'{escape(label)}</text>')
+        fate = "" if step.fate in ("delivered", "in flight") or step.fate in step.note else step.fate
+        under = "; ".join(x for x in (" ".join(step.checks), step.detail, fate, step.note)
+                          if x and step.arrival_of is None)
+        if len(under) > DETAIL:             # it stays between the lifelines
+            under = under[:DETAIL - 1] + "…"
         if under:
             out.append(f'<text x="{(LEFT + RIGHT) / 2:.0f}" y="{y + 22}" text-anchor="middle" font-size="10" '
                        f'fill="#64748b">{escape(under)}</text>')

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from scapy.layers.inet import IP, TCP, in4_chksum
-from scapy.layers.inet6 import IPv6, in6_chksum
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, in6_chksum
 
 MOD = 1 << 32
 
@@ -27,6 +27,13 @@ MOD = 1 << 32
 _TCPDUMP_FLAGS = (("S", "S"), ("F", "F"), ("R", "R"), ("P", "P"), ("U", "U"), ("E", "E"), ("C", "W"))
 # Names of the control bits as RFC 9293 writes them in <CTL=...>.
 CTL_NAMES = {"S": "SYN", "A": "ACK", "F": "FIN", "R": "RST", "P": "PSH", "U": "URG", "E": "ECE", "C": "CWR"}
+
+
+def _fragment(pkt) -> bool:
+    """An IP fragment: IPv4 with MF or an offset, IPv6 with a Fragment header."""
+    if IP in pkt:
+        return bool(pkt[IP].flags.MF) or pkt[IP].frag != 0
+    return IPv6ExtHdrFragment in pkt
 
 
 def seq_add(a: int, n: int) -> int:
@@ -86,7 +93,7 @@ class Segment:
                 pkt = IPv6(raw[:total])
         else:
             return None
-        if TCP not in pkt:
+        if _fragment(pkt) or TCP not in pkt:     # a fragment is part of a segment, not one (an Other)
             return None
         return cls(bytes(pkt), t, sent_by, pkt)
 

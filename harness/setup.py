@@ -5,9 +5,14 @@ Rules of this file:
   installed. It is idempotent: a second run checks and does nothing new.
 - It creates `.venv` with the project installed (editable), and, when asked,
   what optional parts need (`--report`: Allure 3 from npm for the HTML
-  report; `--stack NAME`: the packages and agent builds a stack needs;
-  `--uml`: user-mode Linux, a second kernel for `--stack remote`).
+  report, and Debian's Chromium and chromedriver with Selenium for the test
+  that opens the pages in a browser; `--stack NAME`: the packages and agent
+  builds a stack needs; `--uml`: user-mode Linux, a second kernel for
+  `--stack remote`).
 - A missing tool is one line saying what to install; the exit is non-zero.
+- Debian packages are installed with apt-get as root, or through `sudo -n`
+  for a user whose sudo needs no password (a CI runner): `.venv` and the
+  builds stay the user's.
 """
 from __future__ import annotations
 
@@ -47,23 +52,35 @@ def package_version(package: str) -> str | None:
     return (version.strip() or None) if r.returncode == 0 and status.startswith("ii") else None
 
 
+def as_root(cmd: list) -> list | None:
+    """`cmd` as root: as it is for root, through `sudo -n` for a user whose
+    sudo asks no password (a CI runner's), else None."""
+    if os.geteuid() == 0:
+        return cmd
+    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        return ["sudo", "-n", *cmd]
+    return None
+
+
 def apt_install(packages, purpose: str) -> None:
-    """Install the Debian `packages` that are missing (root and apt-get
-    needed), for `purpose`; one line (SetupError) if they cannot be."""
+    """Install the Debian `packages` that are missing (apt-get, as root or
+    through passwordless sudo), for `purpose`; one line (SetupError) if
+    they cannot be."""
     missing = [p for p in packages if package_version(p) is None]
     if not missing:
         return
     what = " ".join(missing)
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        raise SetupError(f"{purpose} needs Debian's {what}: as root, apt-get install {what}")
-    print(f"setup: installing {what} (apt-get), for {purpose}", flush=True)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     lock = ["-o", "DPkg::Lock::Timeout=300"]
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *lock, *missing]
-    r = subprocess.run(install, env=env, capture_output=True, text=True)
+    install = as_root(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
+                       "--no-install-recommends", *lock, *missing])
+    if shutil.which("apt-get") is None or install is None:
+        raise SetupError(f"{purpose} needs Debian's {what}: as root (or with sudo), apt-get install {what}")
+    print(f"setup: installing {what} (apt-get{'' if os.geteuid() == 0 else ', with sudo'}), for {purpose}",
+          flush=True)
+    r = subprocess.run(install, capture_output=True, text=True)
     if r.returncode != 0:                    # stale package lists: refresh once
-        subprocess.run(["apt-get", "update", "-q", *lock], env=env, capture_output=True)
-        r = subprocess.run(install, env=env, capture_output=True, text=True)
+        subprocess.run(as_root(["apt-get", "update", "-q", *lock]), capture_output=True)
+        r = subprocess.run(install, capture_output=True, text=True)
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()
         raise SetupError(f"apt-get install {what} failed: {tail[-1] if tail else r.returncode}")
@@ -85,7 +102,10 @@ def python_env() -> None:
 
 
 def report_tools() -> None:
-    """Allure 3 (npm, no Java) for `python -m harness.report`."""
+    """Allure 3 (npm, no Java) for `python -m harness.report`; Chromium,
+    chromedriver and Selenium for tests/test_browser.py, which opens the
+    pages as a reader would."""
+    browser_tools()
     if shutil.which("npm") is None or shutil.which("node") is None:
         raise SetupError("npm is not installed: install Node.js 20+ (apt-get install nodejs npm) for the HTML report")
     version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
@@ -98,6 +118,24 @@ def report_tools() -> None:
         return
     print("setup: installing Allure 3 into reports/node_modules (npm ci)", flush=True)
     run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=reports)
+    stamp.touch()
+
+
+def browser_tools() -> None:
+    """Debian's chromium and chromium-driver (one version, both from Debian:
+    nothing is downloaded at test time) and Selenium in .venv (the project's
+    `report` extra). Without root the packages are one line saying what to
+    install: the report itself does not need them."""
+    try:
+        apt_install(["chromium", "chromium-driver"], "the browser test of the reports (tests/test_browser.py)")
+    except SetupError as e:
+        print(f"setup: {e}", file=sys.stderr)
+    stamp = VENV / ".tcpconf-report-installed"
+    pyproject = ROOT / "pyproject.toml"
+    if stamp.exists() and stamp.stat().st_mtime >= pyproject.stat().st_mtime:
+        return
+    print("setup: installing Selenium into .venv (the report extra)", flush=True)
+    run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", f"{ROOT}[report]"])
     stamp.touch()
 
 

@@ -10,7 +10,8 @@ Rules of this file:
 - What the link lost is kept apart (`dropped`): a packet a link filter
   removed never reached the tester, so Peers, tcpdump views and pcaps do not
   see it; the ladder and the diagram show it as lost (XXX). A case may mark a
-  segment it knows more about (`mark`: delayed, lost, a note).
+  segment it knows more about (`mark`: delayed, lost, a note); the checks of
+  harness.steps number the segments they judged (`checked`).
 
 Views of a trace: `tcpdump(relative=True)` (tcpdump's default relative
 sequence numbers), `tcpdump(relative=False)` (as `tcpdump -S`), `pcap()`,
@@ -53,6 +54,7 @@ class Trace:
         self.names: dict = {}        # (addr, port) -> display name, optional
         self.dropped: list[tuple[int, Segment | Other]] = []   # (position in entries, packet)
         self.marks: dict[int, tuple[str | None, str]] = {}    # entry index -> (fate, note)
+        self.checks: dict[int, list[str]] = {}                # entry index -> the checks that judged it ("#3")
 
     def add(self, raw: bytes, t: float, sent_by: str) -> Segment | Other:
         entry = Segment.parse(raw, t, sent_by) or Other(raw, t, sent_by)
@@ -74,6 +76,14 @@ class Trace:
                 self.marks[i] = (fate, note)
                 return entry
         raise ValueError("mark: not an entry of this trace")
+
+    def checked(self, entry, label: str) -> None:
+        """A check of the case (harness.steps) judged this packet: the ladder
+        and the diagram mark it with the check's label ("#3", "#7 ✗")."""
+        for i in range(len(self.entries) - 1, -1, -1):
+            if self.entries[i] is entry:
+                self.checks.setdefault(i, []).append(label)
+                return
 
     def __len__(self) -> int:
         return len(self.entries)

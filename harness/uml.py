@@ -1,7 +1,7 @@
 """User-mode Linux (Debian `user-mode-linux`: Linux 6.1) as a second kernel
 under test, through `--stack remote`:
 
-    python -m harness.uml -- .venv/bin/pytest conformance/ -m "not slow"
+    python -m harness.uml -- .venv/bin/pytest conformance/ -m "not slow and not matrix"
     python -m harness.uml          # boot, print the pytest options, wait for Ctrl-C
 
 Rules of this file:
@@ -303,7 +303,7 @@ def main(argv=None) -> int:
         description="Boot user-mode Linux with the suite's agent inside, in a namespace of its own, and run "
                     "COMMAND with PYTEST_ADDOPTS pointing pytest at it (--stack remote); without COMMAND, print "
                     "those options and wait for Ctrl-C. Everything goes at the end.",
-        epilog="example: python -m harness.uml -- .venv/bin/pytest conformance/ -m 'not slow'")
+        epilog="example: python -m harness.uml -- .venv/bin/pytest conformance/ -m 'not slow and not matrix'")
     p.add_argument("--mem", default="128M", help="the guest's memory (default 128M)")
     p.add_argument("command", nargs="*", help="the command to run against it, after --")
     a = p.parse_args(argv)

@@ -6,11 +6,14 @@ Rules of this file:
   shows expected against seen, in the notation of the trace.
 - Timing failures are a subclass, so reports can tell "the stack broke the
   rule" from "the stack was late beyond the tolerance".
-- Pure: no IO.
+- Pure: no IO. Each check is recorded (harness.steps) as a step of the
+  report, passed or failed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from . import steps
 
 
 class ConformanceFailure(AssertionError):
@@ -40,6 +43,7 @@ class TimingFailure(ConformanceFailure):
         return "timing: " + super().message()
 
 
+@steps.check(steps.condition)
 def require(condition: bool, requirement: str, what: str, expected, seen) -> None:
     """Fail the case with a ConformanceFailure unless `condition` holds."""
     __tracebackhide__ = True
@@ -74,6 +78,7 @@ class Tolerance:
         return expected + self.allowed(expected)
 
 
+@steps.check(steps.interval)
 def require_interval(seen: float, expected: float, tolerance: Tolerance, requirement: str, what: str) -> None:
     """Fail with a TimingFailure unless `seen` is `expected` within tolerance."""
     __tracebackhide__ = True
@@ -83,6 +88,7 @@ def require_interval(seen: float, expected: float, tolerance: Tolerance, require
                             f"{seen:.3f} s ({seen - expected:+.3f} s)")
 
 
+@steps.check(steps.expiry)
 def require_expiry(alive: float, gone: float | None, expected: float, tolerance: Tolerance, requirement: str,
                    what: str) -> None:
     """A timer watched by probing (Peer.probe_while): it was still running

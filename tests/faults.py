@@ -2,9 +2,11 @@
 
 Each fault breaks exactly one behaviour of the stack under test as the
 tester sees it: a segment the stack sent is dropped, one of its fields or
-options is changed, or its receive timestamp is shifted. A conformance case
-run with the fault must fail, naming its requirement; a case that cannot
-fail is a defect (design principle 6).
+options is changed, or its receive timestamp is shifted; or the path
+between the tester and the stack is made longer (`Delay`: every segment,
+or one segment in one direction, held on the link). A conformance case run
+with the fault must fail, naming its requirement; a case that cannot fail
+is a defect (design principle 6).
 """
 from __future__ import annotations
 
@@ -39,8 +41,10 @@ class Fault:
     (Scapy's name: "WScale", "Timestamp"...) or "set" that option to `value`
     (added if the segment lacks it), set its TCP "flags" to `value` (Scapy
     letters), "trim" its payload to `offset` octets, set the IP header field
-    `option` ("tos", "ttl", "id"; IPv6 "tc", "hlim") to `value` ("ip"), or
-    "corrupt" its TCP checksum."""
+    `option` ("tos", "ttl", "id"; IPv6 "tc", "hlim") to `value` ("ip"), add
+    `offset` to its "chksum" (the segment otherwise intact: a wrong checksum
+    as a real device would deliver it), or "corrupt" its TCP checksum (one
+    bit flipped)."""
 
     flags: str
     nth: int
@@ -67,6 +71,10 @@ class Fault:
             out = bytearray(raw)
             out[len(raw) - len(bytes(seg.pkt[TCP])) + 16] ^= 0x01
             return bytes(out), t
+        if self.action == "chksum":
+            pkt = seg.pkt.copy()
+            pkt[TCP].chksum = (seg.tcp.chksum + int(self.offset)) % (1 << 16)
+            return bytes(pkt), t
         pkt = seg.pkt.copy()
         tcp = pkt[TCP]
         if self.action == "flags":
@@ -107,9 +115,35 @@ class PredictableIsn:
         return _rebuilt(pkt), t
 
 
+@dataclass
+class Delay:
+    """Holds segments on the link `seconds` longer (Link.delays): every
+    segment both ways (a path that long each way), or only the `nth` segment
+    sent by `sent_by` ("peer": ours, on its way to the SUT; "sut": the
+    SUT's, on its way to us) whose SYN/ACK/FIN/RST bits are exactly `flags`."""
+
+    seconds: float
+    sent_by: str | None = None
+    flags: str = ""
+    nth: int = 0
+    seen: int = 0
+    on_path = True
+    action = "hold"
+
+    def __call__(self, raw: bytes, sent_by: str) -> float:
+        if self.sent_by is None:
+            return self.seconds
+        seg = Segment.parse(raw, 0.0, sent_by)
+        if sent_by != self.sent_by or seg is None or (seg.flags & frozenset("SAFR")) != flags_of(self.flags):
+            return 0.0
+        self.seen += 1
+        return self.seconds if self.seen == self.nth else 0.0
+
+
 class FaultPlugin:
-    """Installs a Fault (or a list of them, applied in turn) on the link of
-    every stack a test starts."""
+    """Installs a fault (or a list of them, applied in turn) on the link of
+    every stack a test starts: a Delay among the link's delays, anything
+    else among its filters."""
 
     def __init__(self, fault):
         self.fault = fault
@@ -117,8 +151,9 @@ class FaultPlugin:
     @pytest.fixture(autouse=True)
     def _tcpconf_fault(self, request):
         if "stack" in request.fixturenames:
-            faults = self.fault if isinstance(self.fault, list) else [self.fault]
-            request.getfixturevalue("stack").link.filters.extend(faults)    # in order: each sees what passed
+            link = request.getfixturevalue("stack").link
+            for fault in self.fault if isinstance(self.fault, list) else [self.fault]:
+                (link.delays if getattr(fault, "on_path", False) else link.filters).append(fault)
         yield
 
 

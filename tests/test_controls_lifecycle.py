@@ -5,7 +5,7 @@ Most breakages are link faults (tests/faults.py); a stack number the case
 reads from the profile is broken with --sysctl instead."""
 import pytest
 
-from faults import Fault, FaultPlugin, ProfilePatch, assert_case_passes, assert_control_fails, node
+from faults import Delay, Fault, FaultPlugin, ProfilePatch, assert_case_passes, assert_control_fails, node
 
 pytestmark = pytest.mark.root
 
@@ -71,6 +71,12 @@ CONTROLS = [
     # FIN-WAIT-2 timeout: a probe unanswered as if the state had ended (a late timer: below)
     ("test_close.py::test_orphaned_fin_wait_2_times_out[ipv4-linger2-1s]",
      Fault("A", nth=3, action="drop"), (), "RFC9293/3.10.7.1"),
+    # ... and our ACK of its FIN held on the path (0.8 s): FIN-WAIT-2 is awaited in vain
+    ("test_close.py::test_orphaned_fin_wait_2_times_out[ipv4-sysctl-1s]",
+     Delay(0.8, "peer", "A", nth=2), (), "RFC9293/3.10.7.4"),
+    # ISN cases: our RST of the first half-open connection held on the path: the 4-tuple is not free in time
+    ("test_isn.py::test_isn_follows_the_clock_on_one_tuple",
+     Delay(0.8, "peer", "R", nth=1), (), "RFC9293/3.10.7.4"),
     # resets
     ("test_reset.py::test_syn_to_closed_port",
      Fault("RA", nth=1, action="ack", offset=1), (), "RFC9293/3.10.7.1"),
@@ -99,6 +105,22 @@ def test_case_fails_when_its_behaviour_is_broken(run_case, test, fault, args, re
 def test_case_passes_without_fault(run_case, test):
     """The control of the control: the same case on the same link, unbroken."""
     result = run_case(node(test))
+    assert_case_passes(result)
+
+
+@pytest.mark.parametrize("test", [
+    "test_close.py::test_orphaned_fin_wait_2_times_out[ipv4-sysctl-1s]",
+    "test_close.py::test_orphaned_fin_wait_2_times_out[ipv6-linger2-1s]",
+    "test_isn.py::test_isn_follows_the_clock_on_one_tuple",
+    "test_isn.py::test_isn_of_another_tuple_is_not_predictable[ipv6]",
+    "test_handshake.py::test_original_syn_again_in_syn_received",
+    "test_trace.py::test_tcpdump_relative_and_absolute",
+])
+def test_case_passes_with_the_sut_a_path_away(run_case, test):
+    """A path of 5 ms each way (every segment held on the link): the cases
+    that await a state our segment brings about, or an answer to it, still
+    pass (they read the state too early once, and failed)."""
+    result = run_case(node(test), plugins=[FaultPlugin(Delay(0.005))])
     assert_case_passes(result)
 
 

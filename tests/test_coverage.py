@@ -4,7 +4,7 @@ import pytest
 
 from harness import coverage
 from harness.catalog import Case, Catalog
-from harness.report import ReportError, load_results, main
+from harness.report import Context, ReportError, load_results, main
 from test_report import allure_result
 
 
@@ -39,6 +39,10 @@ def test_counted_from_the_catalog_whatever_ran():
     assert "linux-profile" not in by
     t = coverage.totals(covs, [])
     assert t["classes"]["Y"] == {"listed": 70, "covered": 1, "stacks": {}}
+    assert coverage.outcome(["Passed", "Skipped (capability missing)"]) == "passed"
+    assert coverage.outcome(["Passed", "Documented deviation from a SHOULD rule"]) == "deviation"
+    assert coverage.outcome(["Passed", "RFC violation"]) == "failed"
+    assert coverage.outcome(["Skipped (capability missing)"]) == "skipped"
     assert t["rfcs"]["RFC 9293 (rules without a number)"] == [1, 1]
     assert t["rfcs"]["RFC 9999"] == [1, 1]
 
@@ -64,8 +68,10 @@ def test_page_shows_verdicts_per_stack(tmp_path):
     reqs, titles = coverage.load_requirements()
     catalog = {"a.one": _case("a.one", "RFC9293/MUST-1")}
     covs = coverage.coverage(reqs, catalog, results)
-    page = coverage.coverage_html(covs, titles, catalog, results, ["linux", "lwip"])
+    page = coverage.coverage_html(covs, titles, Context(results, catalog, ["linux", "lwip"]))
     assert "1 / 70" in page and "0 / 40" in page
+    assert "1: 1 passed, 0 deviations, 0 failed, 0 skipped" in page         # linux, Y
+    assert "1: 0 passed, 0 deviations, 0 failed, 1 skipped" in page         # lwip, Y
     row = page[page.index('id="RFC9293/MUST-1"'):]
     row = row[:row.index("</tr>")]
     assert "PASS 2" in row and "SKIP 2" in row and "a.one" in row

@@ -3,7 +3,7 @@ it checks broken on the link, must fail, name its requirement and show
 expected against seen."""
 import pytest
 
-from faults import Fault, FaultPlugin, assert_case_passes, assert_control_fails, node
+from faults import Delay, Fault, FaultPlugin, assert_case_passes, assert_control_fails, node
 
 pytestmark = pytest.mark.root
 
@@ -23,8 +23,13 @@ CONTROLS = [
      Fault("SA", nth=2, action="delay", offset=0.4), "RFC6298/5.5"),
     ("test_handshake.py::test_synack_retransmitted_then_dropped[ipv4-retries-2]",
      Fault("R", nth=1, action="drop"), "RFC9293/3.10.7.2"),
+    ("test_handshake.py::test_synack_retransmitted_then_dropped[ipv4-retries-2]",     # held on the path, not
+     Delay(0.4, "sut", "SA", nth=2), "RFC6298/5.5"),                                 # only stamped late
+
     ("test_handshake.py::test_data_on_third_ack_is_delivered",
      Fault("A", nth=1, action="ack", offset=-1), "RFC9293/3.10.7.4"),
+    ("test_handshake.py::test_data_on_third_ack_is_delivered",
+     Fault("SA", nth=1, action="chksum", offset=1), "RFC9293/MUST-2"),
     ("test_teardown.py::test_fin_retransmitted_into_time_wait",
      Fault("A", nth=3, action="drop"), "RFC9293/3.10.7.4"),
     ("test_teardown.py::test_fin_retransmitted_into_time_wait",

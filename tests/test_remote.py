@@ -11,11 +11,12 @@ import pytest
 from pyroute2 import IPRoute
 
 from harness.agent import AgentHost, App, StreamTransport
+from harness.l2 import offloads_off
 from harness.netns import Namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.xdist_group("remote")]     # one baseline run of linux for the module
 
 
 def _write(key, value):
@@ -24,10 +25,11 @@ def _write(key, value):
 
 
 @pytest.fixture
-def remote_sut(tmp_path):
+def remote_sut(tmp_path, request):
     """A 'remote host': namespace S with 198.18.0.1 and 2001:2::1 on a veth
     whose other end lies, addressless, in namespace T; the agent runs in S
-    and listens on a unix socket."""
+    and listens on a unix socket. S's veth keeps its offloads (the default)
+    where the test is parametrized with offload=on."""
     s, t = Namespace.create(), Namespace.create()
     agent = None
     try:
@@ -43,8 +45,8 @@ def remote_sut(tmp_path):
             ipr.addr("add", index=idx, address="198.18.0.1", prefixlen=24)
             ipr.addr("add", index=idx, address="2001:2::1", prefixlen=64, flags=0x02)
             ipr.link("set", index=idx, state="up")
-            from harness.stacks.remote import RemoteStack
-            RemoteStack._offloads_off("tc-s")
+            if getattr(request, "param", "off") == "off":
+                offloads_off("tc-s")
             sock = str(tmp_path / "agent.sock")
             agent = subprocess.Popen([sys.executable, "-m", "harness.agent", "--unix", sock], cwd=ROOT,
                                      stderr=subprocess.PIPE, text=True)
@@ -69,20 +71,43 @@ def _verdicts(junit) -> dict:
     return out
 
 
-def test_remote_linux_namespace_gives_the_linux_verdicts(remote_sut, tmp_path):
-    common = [sys.executable, "-m", "pytest", "conformance/", "-m", "not slow", "-q", "-p", "no:randomly"]
-    linux = subprocess.run([*common, "-n", "4", f"--junitxml={tmp_path}/linux.xml"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)
-    remote = subprocess.run([*common, *remote_sut, f"--junitxml={tmp_path}/remote.xml",
+QUICK = [sys.executable, "-m", "pytest", "conformance/", "-m", "not slow and not matrix", "-p", "no:randomly"]
+
+
+@pytest.fixture(scope="module")
+def linux_verdicts(tmp_path_factory):
+    """The quick suite's verdicts against `--stack linux`, once for the module."""
+    junit = tmp_path_factory.mktemp("linux") / "linux.xml"
+    subprocess.run([*QUICK, "-q", "-n", "4", f"--junitxml={junit}"], cwd=ROOT, capture_output=True, text=True,
+                   timeout=900)
+    verdicts = _verdicts(junit)
+    assert verdicts
+    return verdicts
+
+
+def test_remote_linux_namespace_gives_the_linux_verdicts(remote_sut, linux_verdicts, tmp_path):
+    """Both families; the SUT's veth has its offloads off."""
+    remote = subprocess.run([*QUICK, *remote_sut, f"--junitxml={tmp_path}/remote.xml",
                              f"--alluredir={tmp_path}/remote-results"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=900)
     assert remote.returncode == 0, remote.stdout[-3000:]
-    a, b = _verdicts(tmp_path / "linux.xml"), _verdicts(tmp_path / "remote.xml")
-    assert a and a == b
+    assert _verdicts(tmp_path / "remote.xml") == linux_verdicts
     # in a merged matrix the remote host is its own column: the kind and the profile it is judged by
     labels = {l["value"] for f in (tmp_path / "remote-results").glob("*-result.json")
               for l in json.loads(f.read_text())["labels"] if l["name"] == "stack"}
     assert labels == {"remote:linux"}
+
+
+@pytest.mark.parametrize("remote_sut", ["on"], indirect=True, ids=["offload-on"])
+def test_a_sut_side_with_offloads_on_is_one_line_up_front(remote_sut):
+    """The veth's default: checksums and segmentation left to a NIC it does
+    not have. The run stops before any case, saying what to switch off,
+    rather than failing every case on RFC 9293 MUST-2."""
+    r = subprocess.run([*QUICK, *remote_sut], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 4, r.stdout[-3000:]
+    errors = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(errors) == 1 and "ethtool -K IFACE tx off" in errors[0] and "tc-t" in errors[0], errors
+    assert "MUST-2" not in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
 
 
 def test_agent_protocol_errors_are_clear():
@@ -112,3 +137,48 @@ def test_agent_over_stdio_speaks_json_lines():
     finally:
         p.kill()
         p.wait()
+
+
+def test_the_link_finishes_only_the_checksums_left_to_the_hardware():
+    """Over a veth with its offloads on, the kernel's SYN arrives with its
+    checksum left to the hardware (TP_STATUS_CSUMNOTREADY): the link
+    finishes it. A frame with a wrong checksum and no such flag (what a real
+    device delivers) is traced as it came, and the Peer fails it on RFC 9293
+    MUST-2: the negative control of the checksum check."""
+    import socket
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from harness.l2 import PacketLink
+    from harness.peer import Peer
+    from harness.trace import Trace
+    from harness.verdict import ConformanceFailure
+
+    s, t = Namespace.create(), Namespace.create()
+    try:
+        with t.entered(), IPRoute() as ipr:
+            ipr.link("add", ifname="tc-t", kind="veth", peer={"ifname": "tc-s", "net_ns_fd": f"/run/netns/{s.name}"})
+            ipr.link("set", index=ipr.link_lookup(ifname="tc-t")[0], state="up")
+            link = PacketLink(Trace(), "tc-t", "02:00:00:74:63:fe", {"ipv4": "198.18.0.2"}, "198.18.0.1")
+        with s.entered(), IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname="tc-s")[0]
+            ipr.addr("add", index=idx, address="198.18.0.1", prefixlen=24)
+            ipr.link("set", index=idx, state="up")
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("198.18.0.2", 4000))
+            raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            raw.bind(("tc-s", 0))
+        peer = Peer(link, "ipv4", "198.18.0.2", "198.18.0.1", 4000, None)
+        syn = peer.expect("S", within=3.0)                    # ARP first: the link answers it
+        assert syn.checksum_ok and link.completed == 1
+        bad = TCP(sport=syn.sport, dport=4000, flags="SA", seq=1, ack=syn.seq + 1, chksum=0xDEAD)
+        raw.send(bytes(Ether(dst="02:00:00:74:63:fe", src=link.sut_mac) / IP(src="198.18.0.1", dst="198.18.0.2") / bad))
+        with pytest.raises(ConformanceFailure, match="RFC9293/MUST-2"):
+            peer.expect("SA", within=1.0)
+        assert link.completed == 1
+        client.close()
+        raw.close()
+        link.close()
+    finally:
+        s.remove()
+        t.remove()

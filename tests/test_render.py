@@ -31,7 +31,7 @@ def trace_of(*packets):
     return tr
 
 
-LINE = re.compile(r"^\s*(\d+)\.\s{2}(.{12}) (-->|<--|\.\.\.|XXX) (.*?)\s+(-->|<--|\.\.\.|XXX) ?(\S*)")
+LINE = re.compile(r"^\s*(\d+)\.\s{2}(.{12}) (-->|<--|\.\.\.|XXX) (.*?)\s+(-->|<--|\.\.\.|XXX) ?((?!\()\S*)")
 
 
 def rows(tr):
@@ -106,14 +106,72 @@ def test_stack_closing_first_goes_through_fin_wait_and_time_wait():
                        ("CLOSED", "TIME-WAIT", True)]
 
 
-def test_fin_not_acknowledging_ours_leads_through_closing():
-    """The SUT's FIN does not acknowledge the tester's (ack 1, not 2): the
-    tester is in CLOSING until its FIN is acknowledged, then TIME-WAIT."""
-    tr = trace_of(("peer", "S", 100), ("sut", "SA", 300, 101), ("peer", "A", 101, 301),
-                  ("peer", "FA", 101, 301), ("sut", "FA", 301, 101), ("peer", "A", 102, 302), ("sut", "A", 302, 102))
-    got = [(r[0], r[4]) for r in rows(tr)]
-    assert got[3:] == [("FIN-WAIT-1", "CLOSE-WAIT"), ("CLOSING", "LAST-ACK"), ("CLOSING", "CLOSED"),
-                       ("TIME-WAIT", "CLOSED")]
+def _closing(*packets):
+    """An established connection (ISNs 99 and 299, so that the FINs carry
+    the sequence numbers of RFC 9293 Figures 12 and 13: 100 and 300), then
+    `packets`."""
+    return trace_of(("peer", "S", 99), ("sut", "SA", 299, 100), ("peer", "A", 100, 300), *packets)
+
+
+def test_figure_12_normal_close_with_the_tester_as_peer_a():
+    """RFC 9293 Figure 12: A closes, B acknowledges, later closes too.
+    A: FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT; B: CLOSE-WAIT, LAST-ACK, CLOSED."""
+    tr = _closing(("peer", "FA", 100, 300), ("sut", "A", 300, 101), ("sut", "FA", 300, 101),
+                  ("peer", "A", 101, 301))
+    got = [(r[0], r[1], r[3], r[4]) for r in rows(tr)][3:]
+    assert got == [("FIN-WAIT-1", "-->", "-->", "CLOSE-WAIT"), ("FIN-WAIT-2", "<--", "<--", "CLOSE-WAIT"),
+                   ("TIME-WAIT", "<--", "<--", "LAST-ACK"), ("TIME-WAIT", "-->", "-->", "CLOSED")]
+
+
+def test_figure_12_normal_close_with_the_sut_as_peer_a():
+    tr = _closing(("sut", "FA", 300, 100), ("peer", "A", 100, 301), ("peer", "FA", 100, 301),
+                  ("sut", "A", 301, 101))
+    got = [(r[0], r[4]) for r in rows(tr)][3:]
+    assert got == [("CLOSE-WAIT", "FIN-WAIT-1"), ("CLOSE-WAIT", "FIN-WAIT-2"), ("LAST-ACK", "TIME-WAIT"),
+                   ("CLOSED", "TIME-WAIT")]
+
+
+def test_figure_13_simultaneous_close_the_sut_fin_first():
+    """RFC 9293 Figure 13, as teardown.simultaneous-close sees it: the SUT's
+    FIN comes first, ours does not acknowledge it (sent before it arrived).
+    Both sides go FIN-WAIT-1 -> CLOSING -> TIME-WAIT; the SUT's FIN is drawn
+    in flight where it left (`...` at the tester) and again where it arrives."""
+    tr = _closing(("sut", "FA", 300, 100), ("peer", "FA", 100, 300), ("sut", "A", 301, 101),
+                  ("peer", "A", 101, 301))
+    r = rows(tr)[3:]
+    assert [(x[0], x[1], x[3], x[4]) for x in r] == [
+        ("ESTABLISHED", "...", "<--", "FIN-WAIT-1"),      # the SUT's FIN leaves; not yet at the tester
+        ("FIN-WAIT-1", "-->", "-->", "CLOSING"),          # ours leaves, and reaches the SUT in FIN-WAIT-1
+        ("CLOSING", "<--", "...", ""),                    # the SUT's FIN arrives: the tester is CLOSING
+        ("TIME-WAIT", "<--", "<--", "CLOSING"),           # the SUT acknowledges our FIN
+        ("TIME-WAIT", "-->", "-->", "TIME-WAIT")]         # we acknowledge its FIN
+    assert "the FINs cross" in r[0][5] and "the FIN of line 5 arrives" in r[2][5]
+    peer = [x[0] for x in r]
+    sut = [x[4] for x in r if x[4]]
+    assert [s for n, s in enumerate(peer) if s != (peer[n - 1] if n else "ESTABLISHED")] == \
+        ["FIN-WAIT-1", "CLOSING", "TIME-WAIT"]
+    assert [s for n, s in enumerate(sut) if s != (sut[n - 1] if n else "")] == ["FIN-WAIT-1", "CLOSING", "TIME-WAIT"]
+
+
+def test_figure_13_simultaneous_close_our_fin_first():
+    """The same with the tester's FIN first: the SUT's FIN does not
+    acknowledge ours, so it left before ours arrived."""
+    tr = _closing(("peer", "FA", 100, 300), ("sut", "FA", 300, 100), ("peer", "A", 101, 301),
+                  ("sut", "A", 301, 101))
+    r = rows(tr)[3:]
+    assert [(x[0], x[1], x[3], x[4]) for x in r] == [
+        ("FIN-WAIT-1", "-->", "...", "ESTABLISHED"), ("CLOSING", "<--", "<--", "FIN-WAIT-1"),
+        ("", "...", "-->", "CLOSING"), ("CLOSING", "-->", "-->", "TIME-WAIT"), ("TIME-WAIT", "<--", "<--", "TIME-WAIT")]
+
+
+def test_crossing_fins_are_drawn_crossing_in_the_diagram():
+    tr = _closing(("sut", "FA", 300, 100), ("peer", "FA", 100, 300), ("sut", "A", 301, 101))
+    root = ET.fromstring(render.svg(tr))
+    arrows = [l for l in root.findall(f"{SVG_NS}line") if l.get("marker-end")]
+    assert len(arrows) == 6                               # one per segment
+    sut_fin = arrows[4]                                   # drawn where it arrives, from where it left
+    ours = arrows[3]
+    assert float(sut_fin.get("y1")) < float(ours.get("y1")) < float(ours.get("y2")) < float(sut_fin.get("y2"))
 
 
 def test_simultaneous_open_ends_established_on_both_sides():
@@ -279,3 +337,15 @@ def test_svg_draws_lost_segments_with_a_cross_and_delayed_ones_dashed():
     assert lines[3].get("stroke-dasharray") and lines[3].get("marker-end")              # delayed: dashed arrow
     assert any(p.get("d", "").count("M") == 2 for p in root.iter(f"{SVG_NS}path"))   # the cross
     assert "<" not in "".join(t.text or "" for t in root.iter(f"{SVG_NS}title"))
+
+
+def test_a_late_segment_of_the_earlier_connection_is_named_and_numbered_from_the_new_isns():
+    """After a reopen (a new ISN on the same ports) numbers are relative to
+    the new connection's ISNs: the old FIN shows negative numbers, and says
+    whose it is."""
+    tr = trace_of(("peer", "S", 100), ("sut", "SA", 300, 101), ("peer", "A", 101, 301),
+                  ("sut", "FA", 301, 101), ("peer", "A", 101, 302), ("peer", "FA", 101, 302), ("sut", "A", 302, 102),
+                  ("peer", "S", 200000), ("sut", "SA", 900000, 200001), ("peer", "FA", 101, 302))
+    last = rows(tr)[-1]
+    assert last[2] == "<SEQ=-199899><ACK=-899698><CTL=FIN,ACK>" and "a segment of the earlier connection" in last[5]
+    assert "numbers relative to the ISNs of each connection" in render.ladder(tr)

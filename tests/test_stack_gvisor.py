@@ -30,7 +30,7 @@ SMOKE = ("original_syn_again or syn_with_other_isn_in_window or client_resets_sy
 def test_smoke_set_runs_clean_with_the_allure_contract(tmp_path):
     results = tmp_path / "allure"
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "conformance/", "--stack", "gvisor",
-                        "-m", "not slow", "-k", SMOKE, "-n", "2", f"--alluredir={results}",
+                        "-m", "not slow and not matrix", "-k", SMOKE, "-n", "2", f"--alluredir={results}",
                         f"--junitxml={tmp_path}/junit.xml"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:]
     cases = list(ET.parse(tmp_path / "junit.xml").getroot().iter("testcase"))

@@ -2,6 +2,7 @@
 timing tolerance, catalog and profile validation. No root, no sockets."""
 import random
 import socket
+import subprocess
 import time
 
 import pytest
@@ -63,6 +64,30 @@ def test_segment_detects_bad_checksum():
     pkt = IP(tcp(flags="S"))
     pkt[TCP].chksum ^= 0x0101
     assert not Segment.parse(bytes(pkt), 0.0, "sut").checksum_ok
+
+
+@pytest.mark.parametrize("src, dst", [(PEER, SUT), ("2001:2::2", "2001:2::1")])
+def test_a_checksum_left_to_the_hardware_is_finished_as_the_hardware_would(src, dst):
+    """CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum; the
+    finished segment verifies. A wrong pseudo-header sum stays wrong."""
+    from scapy.utils import checksum
+    from harness.l2 import finish_checksum
+    pkt = (IP(src=src, dst=dst) if ":" not in src else IPv6(src=src, dst=dst)) / TCP(sport=1, dport=2, flags="S") / b"abc"
+    whole = bytes(pkt)
+    ip_len = 20 if ":" not in src else 40
+    tcp_len = len(whole) - ip_len
+    if ":" not in src:
+        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + bytes([0, 6]) + tcp_len.to_bytes(2, "big")
+    else:
+        pseudo = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+                  + tcp_len.to_bytes(4, "big") + bytes([0, 0, 0, 6]))
+    partial = (~checksum(pseudo)) & 0xFFFF                # the folded sum, not its complement
+    at = ip_len + 16
+    unfinished = whole[:at] + partial.to_bytes(2, "big") + whole[at + 2:]
+    assert not Segment.parse(unfinished, 0.0, "sut").checksum_ok
+    assert finish_checksum(unfinished) == whole
+    wrong = whole[:at] + ((partial + 1) & 0xFFFF).to_bytes(2, "big") + whole[at + 2:]
+    assert not Segment.parse(finish_checksum(wrong), 0.0, "sut").checksum_ok
 
 
 def test_segment_trims_ethernet_padding():
@@ -355,11 +380,27 @@ def test_apt_install_checks_what_is_installed_and_says_what_to_run(monkeypatch):
     assert setup.package_version("dpkg")                       # installed: a version
     assert setup.package_version("tcpconf-no-such-package") is None
     setup.apt_install(["dpkg"], "nothing")                     # all there: nothing to do, no apt-get
-    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)          # a user without root ...
+    monkeypatch.setattr(setup.shutil, "which", lambda name: None if name == "sudo" else "/usr/bin/" + name)
+    assert setup.as_root(["apt-get", "update"]) is None                 # ... and without sudo
     with pytest.raises(setup.SetupError) as e:
         setup.apt_install(["dpkg", "tcpconf-no-such-package"], "the test")
     assert str(e.value) == ("the test needs Debian's tcpconf-no-such-package: "
-                            "as root, apt-get install tcpconf-no-such-package")
+                            "as root (or with sudo), apt-get install tcpconf-no-such-package")
+
+
+def test_a_user_with_passwordless_sudo_installs_through_it(monkeypatch):
+    from harness import setup
+    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(setup.shutil, "which", lambda name: "/usr/bin/" + name)
+    asked = []
+
+    def run(cmd, **kw):
+        asked.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(setup.subprocess, "run", run)
+    assert setup.as_root(["apt-get", "update"]) == ["sudo", "-n", "apt-get", "update"]
+    assert asked == [["sudo", "-n", "true"]]
 
 
 def test_an_agent_of_another_protocol_version_is_refused():
@@ -390,3 +431,28 @@ def test_tcp_info_reads_the_sut_s_own_rto_and_is_none_where_not_offered():
     broken = App(lambda req: {"ok": False, "error": "EBADF", "message": "no socket with id 1"}, "ipv4", "198.18.0.1")
     with pytest.raises(AppError, match="EBADF"):
         broken.tcp_info(1)
+
+
+# --- harness.rtt: the RTO estimators the profiles name ---------------------------------------
+
+def test_rto_estimators_follow_their_sources():
+    from harness.rtt import linux, lwip_ticks, rfc6298, rto_range
+    # RFC 6298 §2.2: the first sample R gives SRTT + 4 R/2 = 3 R, raised to the floor
+    assert rfc6298([0.1], 0.2, 120) == pytest.approx(0.3)
+    assert rfc6298([0.01], 0.2, 120) == 0.2
+    # §2.3 with alpha 1/8, beta 1/4: R = 0.1 then 0.2 -> RTTVAR 0.0625, SRTT 0.1125
+    assert rfc6298([0.1, 0.2], 0, 120) == pytest.approx(0.1125 + 4 * 0.0625)
+    # Linux: the first sample gives RTT + max(2 RTT, rto_min); a falling RTT shrinks mdev slowly (gain 1/32)
+    assert linux([0.0001], 0.2, 120) == pytest.approx(0.2001)
+    assert linux([0.3], 0.2, 120) == pytest.approx(0.9)
+    assert linux([0.3, 0.1], 0.2, 120) < linux([0.3], 0.2, 120)
+    # rising samples: Linux's SRTT + rttvar equals RFC 6298's SRTT + 4 RTTVAR
+    rising = [0.001, 0.1, 0.2, 0.3]
+    assert linux(rising, 0.2, 120) == pytest.approx(rfc6298(rising, 0.2, 120))
+    assert linux([5.0, 5.0], 0.2, 1.0) == 1.0                      # capped at rto_max
+    # lwIP: sa = 0, sv = 6 ticks: a sample of 0 ticks gives 5 ticks, of 8 ticks 14 (measured on the wire)
+    assert lwip_ticks([0]) == 2.5 and lwip_ticks([8]) == 7.0 and lwip_ticks([]) == 3.0
+    lo, hi = rto_range("lwip-ticks", [0.001, 4.1], 1.5, 384)        # the handshake is no sample
+    assert lo <= 7.0 <= hi
+    with pytest.raises(ValueError):
+        rto_range("vegas", [0.1], 0.2, 120)

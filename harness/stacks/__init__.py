@@ -19,6 +19,7 @@ import importlib
 import time
 from dataclasses import dataclass, field
 
+from .. import steps
 from ..trace import Trace
 
 STACKS = {
@@ -26,6 +27,8 @@ STACKS = {
     "remote": "harness.stacks.remote:RemoteStack",
     "gvisor": "harness.stacks.gvisor:GvisorStack",
     "lwip": "harness.stacks.lwip:LwipStack",
+    "slirp": "harness.stacks.slirp:SlirpStack",
+    "passt": "harness.stacks.passt:PasstStack",
 }
 
 ADDRESSES = {
@@ -58,6 +61,7 @@ class Stack:
     needs_root = True                # creates namespaces / TUN devices
     families = ("ipv4", "ipv6")
     server_port: int | None = None   # a fixed listening port of the SUT, if any
+    peer_ports: range | None = None  # the tester's ports, where the stack can reach only some (passt's forwards)
     mtu: int = 0                     # MTU of the SUT's link, read by start()
 
     def __init__(self, config: StackConfig):
@@ -81,6 +85,14 @@ class Stack:
         """Validate --stack-opt values before anything starts (StackError)."""
 
     @classmethod
+    def preflight(cls, options: dict) -> list[str]:
+        """Once per run, before any case, where the run will start stacks:
+        check what the stack needs from this machine that a case cannot
+        repair. Returns lines for the run's header (what was found); a
+        StackError (one line saying what to do) stops the run."""
+        return []
+
+    @classmethod
     def tunables(cls) -> frozenset | None:
         """The names `sysctl`/`set_sysctl` know, if the stack has its own
         (a case setting another is skipped); None: the host's /proc/sys names."""
@@ -102,14 +114,17 @@ class Stack:
         """[{'local': (addr, port), 'remote': (addr, port), 'state': 'ESTABLISHED'}, ...]"""
         return self.app.state(port)
 
+    @steps.check(steps.state_read)
     def state_of(self, port: int, remote_port: int) -> str | None:
         """RFC 9293 state of the SUT's socket port <-> remote_port, None if
-        there is none (CLOSED)."""
+        there is none: CLOSED, "no TCB" (a socket the application still
+        holds after its connection was reset reports CLOSED, and has none)."""
         for s in self.states(port):
-            if s["local"][1] == port and s["remote"][1] == remote_port:
+            if s["local"][1] == port and s["remote"][1] == remote_port and s["state"] != "CLOSED":
                 return s["state"]
         return None
 
+    @steps.check(steps.state_wait)
     def wait_for_state(self, port: int, remote_port: int, want: str | None, within: float,
                        interval: float = 0.005) -> float | None:
         """Poll until the socket is in state `want` (None: gone), at most

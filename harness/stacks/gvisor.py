@@ -36,7 +36,7 @@ PACKAGES = ("golang-go", NETSTACK_PACKAGE)
 # The agent's `sysctl` names (harness/stacks/gvisor/agent/options.go tunables).
 TUNABLES = frozenset({
     "tcp.sack", "tcp.syncookies", "tcp.time_wait_timeout_ms", "tcp.linger_timeout_ms",
-    "tcp.min_rto_ms", "tcp.max_rto_ms", "tcp.max_retries", "tcp.invalid_ratelimit_ms",
+    "tcp.min_rto_ms", "tcp.max_rto_ms", "tcp.max_retries", "tcp.invalid_ratelimit_ms", "tcp.recovery",
 })
 SACK = {"on": "true", "off": "false"}
 

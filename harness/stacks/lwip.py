@@ -25,7 +25,8 @@ from . import ADDRESSES, APP, STATE, StackError
 from ..setup import apt_install, package_version
 from .tap import BUILD, TapStack
 
-PACKAGES = ("liblwip-dev", "liblwip0")
+# The library comes with liblwip-dev: named liblwip0 on Debian 12, liblwip0t64 on Ubuntu 24.04.
+PACKAGES = ("liblwip-dev", "gcc", "libc6-dev", "pkg-config")
 SOURCE = Path(__file__).with_name("lwip_agent.c")
 TAPIF_H = Path("/usr/include/lwip/netif/tapif.h")
 
@@ -60,17 +61,14 @@ class LwipStack(TapStack):
 
     def version(self) -> str:
         lwip = self.app.hello().get("lwip", "?") if self.app is not None else "?"
-        pkg = package_version("liblwip0")
-        return f"lwIP {lwip}" + (f" (Debian liblwip0 {pkg})" if pkg else "")
+        pkg = package_version("liblwip-dev")
+        return f"lwIP {lwip}" + (f" (Debian liblwip-dev {pkg})" if pkg else "")
 
     # --- set-up ------------------------------------------------------------------------------
     @classmethod
     def setup(cls) -> None:
-        if not TAPIF_H.exists():
+        if not TAPIF_H.exists() or shutil.which("gcc") is None or shutil.which("pkg-config") is None:
             apt_install(PACKAGES, "the lwIP agent")
-        for tool, package in (("gcc", "gcc"), ("pkg-config", "pkg-config")):
-            if shutil.which(tool) is None:
-                raise StackError(f"{tool} is not installed: apt-get install {package} (the lwIP agent is built with it)")
         agent = cls.agent_path()
         if agent.exists() and agent.stat().st_mtime >= SOURCE.stat().st_mtime:
             return

@@ -646,29 +646,17 @@ static int apply_options(struct ctx *c, int fd, const struct jv *options)
 
 /* --- operations ---------------------------------------------------------------------- */
 
+static double timeout_of(const struct jv *req);
+static void put_msg_flags(struct ctx *c);
+static int msg_flags(struct ctx *c, const struct jv *req, char op);
+static int op_poll(struct ctx *c, const struct jv *req);
+static int op_ioctl(struct ctx *c, const struct jv *req);
+
+
 static void settle(void);
 
-static const char *OPS[] = { "accept", "bye", "close", "connect", "error", "getsockopt", "hello", "listen",
-                             "recv", "send", "setsockopt", "shutdown", "state", "urgent" };
-
-/* --- urgent data (RFC 9293 §3.8.5): lwIP has none -------------------------------------- */
-
-#define NO_URGENT "lwIP has no urgent data: tcp_in.c ignores the URG bit and the urgent pointer, " \
-                  "and lwip_send/lwip_recv take no MSG_OOB"
-
-/* A send or recv with "oob": true: lwIP would pass MSG_OOB over and send or read
-   plain data, so the agent refuses it. */
-static int wants_oob(const struct jv *req)
-{
-    const struct jv *o = jget(req, "oob");
-    return o && o->t == J_BOOL && o->num != 0;
-}
-
-static int op_urgent(struct ctx *c, const struct jv *req)
-{
-    (void)req;
-    return fail(c, "EOPNOTSUPP", NO_URGENT);
-}
+static const char *OPS[] = { "accept", "bye", "close", "connect", "error", "getsockopt", "hello", "ioctl", "listen",
+                             "poll", "recv", "send", "setsockopt", "shutdown", "state" };
 
 static double timeout_of(const struct jv *req)
 {
@@ -696,6 +684,7 @@ static int op_hello(struct ctx *c, const struct jv *req)
         bstr(&c->out, OPTIONS[i].name);
     }
     bputs(&c->out, "]");
+    put_msg_flags(c);
     return 0;
 }
 
@@ -764,17 +753,16 @@ bad:
 
 static int op_send(struct ctx *c, const struct jv *req)
 {
-    int id = get_socket(c, req);
+    int id = get_socket(c, req), how;
     const struct jv *data = jget(req, "data");
     double deadline = now() + timeout_of(req);
     unsigned char *bytes;
     size_t len, sent = 0;
-    if (id < 0) return -1;
-    if (wants_oob(req)) return fail(c, "EOPNOTSUPP", NO_URGENT);
+    if (id < 0 || (how = msg_flags(c, req, 's')) < 0) return -1;
     if (!data || data->t != J_STR || !(bytes = b64decode(data->str, &len)))
         return fail(c, "EINVAL", "bad arguments: data is base64");
     while (sent < len) {
-        ssize_t n = lwip_send(socks[id], bytes + sent, len - sent, 0);
+        ssize_t n = lwip_send(socks[id], bytes + sent, len - sent, how);
         if (n > 0) { sent += (size_t)n; continue; }
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             free(bytes);
@@ -789,20 +777,19 @@ static int op_send(struct ctx *c, const struct jv *req)
 
 static int op_recv(struct ctx *c, const struct jv *req)
 {
-    int id = get_socket(c, req), r;
+    int id = get_socket(c, req), r, how;
     const struct jv *max = jget(req, "max");
     double timeout = timeout_of(req);
     size_t want = max && max->t == J_NUM && max->num >= 1 ? (size_t)max->num : 65536;
     unsigned char *bytes;
     ssize_t n;
-    if (id < 0) return -1;
-    if (wants_oob(req)) return fail(c, "EOPNOTSUPP", NO_URGENT);
+    if (id < 0 || (how = msg_flags(c, req, 'r')) < 0) return -1;
     if (want > MAX_RECV) want = MAX_RECV;
     r = wait_for(socks[id], POLLIN, now() + timeout);
     if (r < 0) return fail_errno(c, "recv: poll");
     if (r == 0) return fail(c, "EAGAIN", "nothing to read within %g s", timeout);
     if (!(bytes = malloc(want))) return fail(c, "ENOMEM", "recv: out of memory");
-    n = lwip_recv(socks[id], bytes, want, 0);
+    n = lwip_recv(socks[id], bytes, want, how);
     if (n < 0) {
         free(bytes);
         return fail_errno(c, "recv");
@@ -950,6 +937,115 @@ static int op_bye(struct ctx *c, const struct jv *req)
     return 0;
 }
 
+/* --- what packetdrill scripts need: poll, ioctl, message flags ----------------------------- */
+
+/* poll(2) events by name; lwIP reports POLLIN, POLLOUT and POLLERR (lwip_pollscan). */
+static const struct { const char *name; short bit; } POLL_EVENTS[] = {
+    { "POLLIN", POLLIN }, { "POLLPRI", POLLPRI }, { "POLLOUT", POLLOUT }, { "POLLERR", POLLERR },
+    { "POLLHUP", POLLHUP }, { "POLLNVAL", POLLNVAL }, { "POLLRDNORM", POLLRDNORM }, { "POLLRDBAND", POLLRDBAND },
+    { "POLLWRNORM", POLLWRNORM }, { "POLLWRBAND", POLLWRBAND },
+};
+#define NPOLL_EVENTS (sizeof(POLL_EVENTS) / sizeof(POLL_EVENTS[0]))
+
+/* Message flags lwip_send ('s') and lwip_recv ('r') take, by name: the `flags` list of hello. */
+static const struct { const char *name; int bit; char op; } MSG_FLAG_NAMES[] = {
+    { "MSG_PEEK", MSG_PEEK, 'r' }, { "MSG_MORE", MSG_MORE, 's' },
+};
+#define NMSG_FLAGS (sizeof(MSG_FLAG_NAMES) / sizeof(MSG_FLAG_NAMES[0]))
+
+static void put_msg_flags(struct ctx *c)
+{
+    size_t i;
+    field(c, "flags"); bputs(&c->out, "[");
+    for (i = 0; i < NMSG_FLAGS; i++) {
+        if (i) bputs(&c->out, ",");
+        bstr(&c->out, MSG_FLAG_NAMES[i].name);
+    }
+    bputs(&c->out, "]");
+}
+
+/* The request's "flags" (names) as lwIP's bits for send ('s') or recv ('r'); -1 after fail(). */
+static int msg_flags(struct ctx *c, const struct jv *req, char op)
+{
+    const struct jv *flags = jget(req, "flags");
+    size_t i, k;
+    int bits = 0;
+    if (!flags || flags->t == J_NULL) return 0;
+    if (flags->t != J_ARR) return fail(c, "EINVAL", "bad arguments: flags is a list of names");
+    for (i = 0; i < flags->n; i++) {
+        const struct jv *f = &flags->items[i];
+        for (k = 0; k < NMSG_FLAGS; k++)
+            if (f->t == J_STR && strcmp(f->str, MSG_FLAG_NAMES[k].name) == 0 && MSG_FLAG_NAMES[k].op == op) break;
+        if (k == NMSG_FLAGS)
+            return fail(c, "EOPNOTSUPP", "%s takes no flag %s on lwIP (it takes %s)", op == 's' ? "send" : "recv",
+                        f->t == J_STR ? f->str : "?", op == 's' ? "MSG_MORE" : "MSG_PEEK");
+        bits |= MSG_FLAG_NAMES[k].bit;
+    }
+    return bits;
+}
+
+/* {"op":"poll","fds":[[id,[event names]],...],"timeout":T} -> {"revents":[[names],...]} */
+static int op_poll(struct ctx *c, const struct jv *req)
+{
+    const struct jv *fds = jget(req, "fds");
+    double timeout = timeout_of(req);
+    struct pollfd p[64];
+    size_t i, k, n;
+    int r;
+    if (!fds || fds->t != J_ARR || fds->n > 64) return fail(c, "EINVAL", "bad arguments: fds is [[id, [events]], ...]");
+    n = fds->n;
+    for (i = 0; i < n; i++) {
+        const struct jv *e = &fds->items[i], *id, *events;
+        if (e->t != J_ARR || e->n != 2 || e->items[1].t != J_ARR)
+            return fail(c, "EINVAL", "bad arguments: each fd is [id, [events]]");
+        id = &e->items[0];
+        events = &e->items[1];
+        if (id->t != J_NUM || id->num < 1 || id->num > MAX_SOCKETS || !socks[(int)id->num])
+            return fail(c, "EBADF", "no socket with that id");
+        p[i].fd = socks[(int)id->num];
+        p[i].events = 0;
+        p[i].revents = 0;
+        for (k = 0; k < events->n; k++) {
+            size_t j;
+            for (j = 0; j < NPOLL_EVENTS; j++)
+                if (events->items[k].t == J_STR && strcmp(events->items[k].str, POLL_EVENTS[j].name) == 0) break;
+            if (j == NPOLL_EVENTS) return fail(c, "EOPNOTSUPP", "unknown poll event");
+            p[i].events |= POLL_EVENTS[j].bit;
+        }
+    }
+    r = lwip_poll(p, (nfds_t)n, (int)ceil(timeout * 1000.0));
+    if (r < 0) return fail_errno(c, "poll");
+    field(c, "revents"); bputs(&c->out, "[");
+    for (i = 0; i < n; i++) {
+        int first = 1;
+        bputs(&c->out, i ? ",[" : "[");
+        for (k = 0; k < NPOLL_EVENTS; k++) {
+            if (!(p[i].revents & POLL_EVENTS[k].bit)) continue;
+            if (!first) bputs(&c->out, ",");
+            bstr(&c->out, POLL_EVENTS[k].name);
+            first = 0;
+        }
+        bputs(&c->out, "]");
+    }
+    bputs(&c->out, "]");
+    return 0;
+}
+
+/* {"op":"ioctl","id":C,"name":"SIOCINQ"} -> {"value":N}: lwIP has FIONREAD (= SIOCINQ) only. */
+static int op_ioctl(struct ctx *c, const struct jv *req)
+{
+    int id = get_socket(c, req);
+    const struct jv *name = jget(req, "name");
+    int n = 0;
+    if (id < 0) return -1;
+    if (!name || name->t != J_STR) return fail(c, "EINVAL", "bad arguments: name is an ioctl name");
+    if (strcmp(name->str, "SIOCINQ") != 0 && strcmp(name->str, "FIONREAD") != 0)
+        return fail(c, "EOPNOTSUPP", "lwIP has no ioctl %s (lwip_ioctl: FIONREAD and FIONBIO)", name->str);
+    if (lwip_ioctl(socks[id], FIONREAD, &n) < 0) return fail_errno(c, "ioctl FIONREAD");
+    field(c, "value"); bprintf(&c->out, "%d", n);
+    return 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct ctx *, const struct jv *);
@@ -957,7 +1053,8 @@ static const struct {
     { "hello", op_hello }, { "listen", op_listen }, { "accept", op_accept }, { "connect", op_connect },
     { "send", op_send }, { "recv", op_recv }, { "shutdown", op_shutdown }, { "close", op_close },
     { "setsockopt", op_setsockopt }, { "getsockopt", op_getsockopt }, { "error", op_error },
-    { "state", op_state }, { "bye", op_bye }, { "urgent", op_urgent },
+    { "state", op_state }, { "bye", op_bye },
+    { "poll", op_poll }, { "ioctl", op_ioctl },
 };
 
 /* One request line -> one reply line (without the newline). Returns 1 after "bye". */
@@ -975,13 +1072,13 @@ static int handle(const char *line, size_t len, struct buf *reply)
         fail(&c, "EINVAL", "a request is a JSON object");
     } else if (!(op = jget(&req, "op")) || op->t != J_STR) {
         fail(&c, "EOPNOTSUPP", "a request needs \"op\"; protocol %d knows accept, bye, close, connect, error, "
-             "getsockopt, hello, listen, recv, send, setsockopt, shutdown, state, urgent", PROTOCOL_VERSION);
+             "getsockopt, hello, ioctl, listen, poll, recv, send, setsockopt, shutdown, state", PROTOCOL_VERSION);
     } else {
         for (i = 0; i < sizeof(DISPATCH) / sizeof(DISPATCH[0]); i++)
             if (strcmp(DISPATCH[i].name, op->str) == 0) break;
         if (i == sizeof(DISPATCH) / sizeof(DISPATCH[0]))
             fail(&c, "EOPNOTSUPP", "unknown operation '%s'; protocol %d on lwIP knows accept, bye, close, connect, "
-                 "error, getsockopt, hello, listen, recv, send, setsockopt, shutdown, state, urgent", op->str, PROTOCOL_VERSION);
+                 "error, getsockopt, hello, ioctl, listen, poll, recv, send, setsockopt, shutdown, state", op->str, PROTOCOL_VERSION);
         else {
             if (DISPATCH[i].fn != op_hello && DISPATCH[i].fn != op_bye) settle();
             if (DISPATCH[i].fn(&c, &req) == 0) bye = DISPATCH[i].fn == op_bye;

@@ -16,7 +16,11 @@ Rules of this file:
 - Offloads: the tester reads the interface with AF_PACKET; checksum and
   segmentation offloads on the SUT's side of a veth make segments arrive
   unfinished, so switch them off there (`ethtool -K IFACE tx off tso off
-  gso off`); the suite switches them off on its own side.
+  gso off`); the suite switches them off on its own side. The preflight
+  looks for them once, before any case (a handshake with the SUT), and
+  stops the run with one line saying so; a checksum left to the hardware
+  that reaches a case all the same is finished by the link as the hardware
+  would (l2), never reported as the SUT's wrong checksum.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import socket
 from contextlib import nullcontext
 
 from ..agent import App, AppError, connect_agent
-from ..l2 import LinkError, PacketLink
+from ..l2 import LinkError, PacketLink, offloads_off
 from ..netns import Namespace
 from . import APP, STATE, SYSCTL, Stack, StackError
 
@@ -75,6 +79,41 @@ class RemoteStack(Stack):
         if "port" in options and not options["port"].isdigit():
             raise StackError(f"--stack-opt port={options['port']}: a port number")
 
+    @classmethod
+    def preflight(cls, options: dict) -> list[str]:
+        """Reach the SUT once before any case (a StackError is one line), and
+        where it listens (agent, or `port`) see whether its side of the link
+        leaves TCP checksums to the hardware (a SYN, its SYN-ACK, a reset):
+        then it leaves segmentation to it too, and segments larger than its
+        MSS would reach the tester, so the run stops, saying what to switch
+        off."""
+        import random
+        from ..peer import Peer
+        from ..trace import Trace
+        from . import StackConfig
+        family = next(f for f in ("ipv4", "ipv6") if f in _addresses(options["address"], "address"))
+        st = cls(StackConfig(family, Trace(), {}, options)).start()
+        try:
+            rng = random.Random()
+            port = st.server_port
+            if st.app is not None:
+                port = rng.randrange(1024, 32768)
+                st.app.listen(port)
+            if port is None:
+                return []
+            peer = Peer(st.link, family, st.peer_addr, st.sut_addr, rng.randrange(32768, 61000), port, rng)
+            peer.send("S")
+            answer = peer.next_segment(within=1.0)
+            if answer is not None and answer.syn:
+                peer.send("R", seq=peer.iss + 1)
+        finally:
+            st.close()
+        if st.link.completed:
+            raise StackError(f"the SUT's side of {options['iface']} leaves TCP checksums and segmentation to a NIC "
+                             f"(offload), and a veth or TAP has none: switch the offloads off on the SUT's side "
+                             f"(ethtool -K IFACE tx off) and run again")
+        return []
+
     def __init__(self, config):
         opts = config.options
         self.check(opts)
@@ -119,26 +158,12 @@ class RemoteStack(Stack):
         except OSError:
             raise StackError(f"no interface {opts['iface']!r}"
                              + (f" in namespace {opts['netns']}" if opts.get("netns") else "")) from None
-        self._offloads_off(opts["iface"])
+        offloads_off(opts["iface"])
         from pyroute2 import IPRoute
         with IPRoute() as ipr:
             self.mtu = ipr.get_links(ipr.link_lookup(ifname=opts["iface"])[0])[0].get_attr("IFLA_MTU")
         self.link = PacketLink(self.trace, opts["iface"], opts.get("mac", TESTER_MAC),
                                {self.family: self.peer_addr}, self.sut_addr)
-
-    @staticmethod
-    def _offloads_off(iface: str) -> None:
-        from pyroute2 import Ethtool
-        try:
-            with Ethtool() as et:
-                feats = et.get_features(iface)
-                for name in ("rx-gro", "tx-generic-segmentation", "tx-tcp-segmentation", "tx-tcp6-segmentation",
-                             "tx-checksum-ip-generic", "tx-checksum-ipv4", "tx-checksum-ipv6"):
-                    if name in feats.features and feats.features[name].enable:
-                        feats.features[name].enable = False
-                et.set_features(iface, feats)
-        except Exception:
-            pass                              # not every driver has every feature
 
     # --- capabilities through the agent -------------------------------------------------------
     def sysctl(self, key: str) -> str:

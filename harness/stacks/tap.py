@@ -6,7 +6,9 @@ Rules of this file:
   started inside the namespace, which opens the TAP and runs the stack.
 - The tester reads and writes Ethernet frames on the kernel side of the TAP
   (harness.l2.PacketLink) and drives the agent over its stdin/stdout with
-  the app-control protocol (harness.agent).
+  the app-control protocol (harness.agent); a stack whose application is
+  host sockets (slirp) serves the protocol in the tester instead
+  (`make_app`), and its agent only carries frames.
 - A subclass says how to build and start its agent (`agent_command`,
   `setup`), its MAC if the stack fixes it, and which families it has.
 - An agent that dies fails the case (the protocol raises ECONNRESET); its
@@ -49,6 +51,11 @@ class TapStack(Stack):
     def agent_path(cls) -> Path:
         raise NotImplementedError
 
+    def make_app(self, transport: StreamTransport) -> App:
+        """The case's App: by default the agent serves the app-control
+        protocol itself, on its stdin and stdout (`transport`)."""
+        return App(transport, self.family, self.sut_addr)
+
     @classmethod
     def check(cls, options: dict) -> None:
         """Before anything starts: the agent must be built (one line if not)."""
@@ -75,7 +82,7 @@ class TapStack(Stack):
                                              stderr=self.log, env=env, start_new_session=True)
             transport = StreamTransport(self.proc.stdout.fileno(), self.proc.stdin.fileno(), timeout=10.0,
                                         keep=self.proc)
-            self.app = App(transport, self.family, self.sut_addr)
+            self.app = self.make_app(transport)
             self.app.greet()
             self.link.resolve()
         except (AppError, LinkError, OSError) as e:

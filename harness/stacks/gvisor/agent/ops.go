@@ -36,7 +36,8 @@ type request struct {
 	How     string                     `json:"how"`
 	Name    string                     `json:"name"`
 	Value   json.RawMessage            `json:"value"`
-	Oob     bool                       `json:"oob"`
+	Flags   []string                   `json:"flags"` // send and recv: message flags (ops_packetdrill.go)
+	FDs     [][]json.RawMessage        `json:"fds"`   // poll: [[id, [events]], ...]
 }
 
 // maxListenBacklog is runsc's cap on listen(2)'s backlog (Linux: somaxconn).
@@ -358,9 +359,6 @@ func (a *agent) opConnect(req *request) (fields, *opError) {
 }
 
 func (a *agent) opSend(req *request) (fields, *opError) {
-	if oe := refuseOOB(req); oe != nil {
-		return nil, oe
-	}
 	s, oe := a.sock(req)
 	if oe != nil {
 		return nil, oe
@@ -369,10 +367,14 @@ func (a *agent) opSend(req *request) (fields, *opError) {
 	if derr != nil {
 		return nil, bad("send: data is not base64: %v", derr)
 	}
+	more, oe := sendFlags(req.Flags)
+	if oe != nil {
+		return nil, oe
+	}
 	sent := 0
 	err := wait(s.wq, waiter.WritableEvents, timeout(req), func() tcpip.Error {
 		for sent < len(buf) {
-			n, err := s.ep.Write(bytes.NewReader(buf[sent:]), tcpip.WriteOptions{})
+			n, err := s.ep.Write(bytes.NewReader(buf[sent:]), tcpip.WriteOptions{More: more})
 			sent += int(n)
 			if err != nil {
 				return err
@@ -387,9 +389,6 @@ func (a *agent) opSend(req *request) (fields, *opError) {
 }
 
 func (a *agent) opRecv(req *request) (fields, *opError) {
-	if oe := refuseOOB(req); oe != nil {
-		return nil, oe
-	}
 	s, oe := a.sock(req)
 	if oe != nil {
 		return nil, oe
@@ -398,9 +397,13 @@ func (a *agent) opRecv(req *request) (fields, *opError) {
 	if req.Max != nil {
 		max = *req.Max
 	}
+	peek, oe := recvFlags(req.Flags)
+	if oe != nil {
+		return nil, oe
+	}
 	var buf bytes.Buffer
 	err := wait(s.wq, waiter.ReadableEvents, timeout(req), func() tcpip.Error {
-		_, err := s.ep.Read(&tcpip.LimitedWriter{W: &buf, N: int64(max)}, tcpip.ReadOptions{})
+		_, err := s.ep.Read(&tcpip.LimitedWriter{W: &buf, N: int64(max)}, tcpip.ReadOptions{Peek: peek})
 		return err
 	})
 	switch err.(type) {

@@ -443,6 +443,22 @@ var tunables = map[string]tunable{
 			return s.SetTransportProtocolOption(tcp.ProtocolNumber, &o), nil
 		},
 	},
+	"tcp.recovery": {
+		doc: "loss detection, a bitmask as Linux's net.ipv4.tcp_recovery (tcpip.TCPRecovery): 1 RACK with its tail loss probe (the default), 2 static reordering window, 4 no duplicate-ACK threshold; 0 classic duplicate ACKs, no probe",
+		get: func(s *stack.Stack) (string, tcpip.Error) {
+			var o tcpip.TCPRecovery
+			err := s.TransportProtocolOption(tcp.ProtocolNumber, &o)
+			return strconv.Itoa(int(o)), err
+		},
+		set: func(s *stack.Stack, v string) (tcpip.Error, error) {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 7 {
+				return nil, fmt.Errorf("takes a bitmask 0 to 7 (1 RACK-TLP, 2 static reordering window, 4 no dupthresh), not %q", v)
+			}
+			o := tcpip.TCPRecovery(n)
+			return s.SetTransportProtocolOption(tcp.ProtocolNumber, &o), nil
+		},
+	},
 	"tcp.invalid_ratelimit_ms": {
 		doc: "minimum spacing of ACKs for out-of-window segments (stack.TCPInvalidRateLimitOption)",
 		get: func(s *stack.Stack) (string, tcpip.Error) {

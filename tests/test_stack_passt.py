@@ -1,0 +1,122 @@
+"""`--stack passt`: smoke cases of the suite against passt with their Allure
+labels, passt's host side, and the StreamLink that carries its frames (the
+link is tested without root, on a socket pair)."""
+import json
+from pathlib import Path
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import ARP, Ether
+
+from conftest import ROOT
+from faults import Fault, FaultPlugin
+from harness.agent import AppError
+from harness.l2 import FRAME_LENGTH, LinkError, StreamLink
+from harness.stacks import StackConfig
+from harness.stacks.passt import FORWARDS, PasstHost, PasstStack
+from harness.trace import Trace
+
+installed = pytest.mark.skipif(shutil.which("passt") is None,
+                               reason="passt is not installed: run python3 -m harness.setup --stack passt")
+SMOKE = "close_after_data_sut_as_server or isn_of_another_tuple"
+TESTER, SUT = "02:00:00:74:63:02", "02:00:00:74:63:01"
+
+
+def _framed(frame: bytes) -> bytes:
+    return FRAME_LENGTH.pack(len(frame)) + frame
+
+
+def test_stream_link_carries_frames_behind_their_length():
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    link = StreamLink(Trace(), mine, TESTER, {"ipv4": "198.18.0.2"}, "198.18.0.1")
+    try:
+        # the SUT asks for the tester's address: the link answers, nothing is traced
+        ask = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=SUT) /
+                    ARP(op=1, hwsrc=SUT, psrc="198.18.0.1", pdst="198.18.0.2"))
+        syn = bytes(IP(src="198.18.0.1", dst="198.18.0.2") / TCP(sport=7, dport=40000, flags="S"))
+        data = _framed(ask) + _framed(bytes(Ether(dst=TESTER, src=SUT, type=0x0800)) + syn)
+        theirs.sendall(data[:7])                       # frames arrive in pieces, as on any stream
+        assert link._read_ready() == []
+        theirs.sendall(data[7:])
+        got = link._read_ready()
+        assert [raw for raw, _ in got] == [syn] and link.sut_mac == SUT
+        answer = theirs.recv(65536)
+        (n,) = FRAME_LENGTH.unpack_from(answer)
+        assert n == len(answer) - FRAME_LENGTH.size
+        reply = Ether(answer[FRAME_LENGTH.size:])
+        assert reply[ARP].op == 2 and reply[ARP].hwsrc == TESTER and reply[ARP].psrc == "198.18.0.2"
+        theirs.close()
+        with pytest.raises(LinkError):
+            link._read_ready()
+    finally:
+        link.close()
+
+
+def test_passt_reaches_only_its_forwarded_ports():
+    host = PasstHost(None, "ipv4")
+    assert host.forward("ipv4", "198.18.0.2", FORWARDS.start) == FORWARDS.start
+    with pytest.raises(AppError) as e:
+        host.forward("ipv4", "198.18.0.2", 1234)
+    assert e.value.error == "EADDRNOTAVAIL" and "-t" in e.value.message
+    assert host.source("ipv6") == "2001:2::1"        # the SUT's address: passt keeps it as the source
+    assert host.dispatch({"op": "state"})["error"] == "EOPNOTSUPP"
+    reply = host.dispatch({"op": "setsockopt", "id": 1, "name": "SO_RCVBUF", "value": 1})
+    assert reply["error"] == "EOPNOTSUPP" and "ACK_TIMEOUT" in reply["message"]
+
+
+# --- against passt (root) ----------------------------------------------------------------------------
+
+@pytest.mark.root
+@installed
+def test_smoke_cases_pass_against_passt_with_its_label(tmp_path):
+    results = tmp_path / "allure"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "conformance/", "--stack", "passt",
+                        "-k", SMOKE, "-q", f"--alluredir={results}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "4 passed" in r.stdout, r.stdout[-3000:]
+    found = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
+    assert len(found) == 4
+    for res in found:
+        labels = {l["name"]: l["value"] for l in res["labels"]}
+        assert res["status"] == "passed", res["fullName"]
+        assert labels.get("stack") == "passt", res["fullName"]
+        assert labels.get("case") in ("teardown.fin-sequence-numbers", "isn.unpredictable")
+
+
+@pytest.mark.root
+@installed
+def test_passt_comes_up_and_goes_away(family):
+    st = PasstStack(StackConfig(family, Trace())).start()
+    try:
+        assert st.app.hello()["options"] == ["SO_LINGER", "SO_REUSEADDR"]
+        assert st.link.sut_mac == SUT and st.version().startswith("passt 0.0~git20230309")
+        assert st.peer_ports == FORWARDS
+        proc, where = st.proc, st.dir
+    finally:
+        st.close()
+    assert proc.poll() is not None                   # --one-off: it ended with its client
+    assert not Path(where).exists()
+
+
+@pytest.mark.root
+@installed
+@pytest.mark.parametrize("test, fault, requirement", [
+    ("test_close.py::test_close_after_data_sut_as_server", Fault("FA", nth=1, action="seq", offset=1),
+     "RFC9293/3.10.7.4"),
+    # passt's retransmission timeout is its constant 2 s (rto_min): the retransmission 1.5 s late
+    ("test_timers.py::test_first_rto_after_a_tiny_rtt", Fault("A", nth=2, action="delay", offset=1.5), "RFC6298/2.4"),
+], ids=["fin-seq+1", "first-rto-delay-a2"])
+def test_smoke_cases_fail_against_passt_when_broken(run_case, test, fault, requirement):
+    """Negative controls through the passt adapter: the checked behaviour
+    broken on the stream link fails the case, naming its requirement."""
+    result = run_case(f"conformance/{test}[ipv4]", "--stack", "passt", plugins=[FaultPlugin(fault)])
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert requirement in out and "expected:" in out and "seen:" in out
+    if fault.action == "delay":
+        assert "timing:" in out
