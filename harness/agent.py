@@ -75,7 +75,10 @@ relies on an operation, and an agent answers EOPNOTSUPP for what it lacks.
 Option names: SO_REUSEADDR SO_KEEPALIVE SO_RCVBUF SO_SNDBUF SO_LINGER ([on, secs])
 TCP_NODELAY TCP_MAXSEG TCP_KEEPIDLE TCP_KEEPINTVL TCP_KEEPCNT TCP_SYNCNT
 TCP_LINGER2 TCP_DEFER_ACCEPT TCP_WINDOW_CLAMP TCP_USER_TIMEOUT TCP_QUICKACK
-TCP_FASTOPEN TCP_FASTOPEN_CONNECT TCP_CONGESTION (string), and TCP_INFO, read-only: an
+TCP_FASTOPEN TCP_FASTOPEN_CONNECT TCP_CONGESTION (string), SO_OOBINLINE, IP_TOS
+IPV6_TCLASS IP_TTL IPV6_UNICAST_HOPS (the IP header fields of the socket's
+segments), IP_RECVERR IPV6_RECVERR (ICMP errors reported to the application:
+"error" returns them), and TCP_INFO, read-only: an
 object with the SUT's own view of the connection (struct tcp_info's fields
 without the tcpi_ prefix: state as its RFC 9293 name, rto, ato, rtt, rttvar
 in microseconds, retransmits, backoff, snd_mss, rcv_mss, unacked,
@@ -110,6 +113,14 @@ OPTIONS = {
     # SYN waits for the first send and carries its data with a cached cookie
     # (or a cookie request without one).
     "TCP_FASTOPEN_CONNECT": (SOL_TCP, getattr(socket, "TCP_FASTOPEN_CONNECT", 30), "int"),
+    # urgent data and the IP header of the socket's segments (coverage-9293)
+    "SO_OOBINLINE": (socket.SOL_SOCKET, getattr(socket, "SO_OOBINLINE", 10), "int"),
+    "IP_TOS": (socket.IPPROTO_IP, getattr(socket, "IP_TOS", 1), "int"),
+    "IP_TTL": (socket.IPPROTO_IP, getattr(socket, "IP_TTL", 2), "int"),
+    "IP_RECVERR": (socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), "int"),
+    "IPV6_TCLASS": (socket.IPPROTO_IPV6, getattr(socket, "IPV6_TCLASS", 67), "int"),
+    "IPV6_UNICAST_HOPS": (socket.IPPROTO_IPV6, getattr(socket, "IPV6_UNICAST_HOPS", 16), "int"),
+    "IPV6_RECVERR": (socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25), "int"),
 }
 
 # struct tcp_info (include/uapi/linux/tcp.h), field by field in the kernel's
@@ -166,7 +177,8 @@ OPTIONS.update({name: (level, num, "int") for name, level, num in (
 POLL_EVENTS = {"POLLIN": 0x1, "POLLPRI": 0x2, "POLLOUT": 0x4, "POLLERR": 0x8, "POLLHUP": 0x10, "POLLNVAL": 0x20,
                "POLLRDNORM": 0x40, "POLLRDBAND": 0x80, "POLLWRNORM": 0x100, "POLLWRBAND": 0x200,
                "POLLRDHUP": 0x2000}
-IOCTLS = {"SIOCINQ": 0x541B, "FIONREAD": 0x541B, "SIOCOUTQ": 0x5411, "SIOCOUTQNSD": 0x894B}
+IOCTLS = {"SIOCINQ": 0x541B, "FIONREAD": 0x541B, "SIOCOUTQ": 0x5411, "SIOCOUTQNSD": 0x894B,
+          "SIOCATMARK": 0x8905}
 MSG_FLAGS = {"MSG_OOB": ("send", "recv"), "MSG_PEEK": ("recv",), "MSG_TRUNC": ("recv",),
              "MSG_MORE": ("send",), "MSG_EOR": ("send",), "MSG_NOSIGNAL": ("send",)}
 
@@ -428,7 +440,8 @@ class SocketHost:
 
     def op_ioctl(self, id, name):
         """The socket's queue lengths: SIOCINQ (= FIONREAD: octets readable),
-        SIOCOUTQ (octets not yet acknowledged), SIOCOUTQNSD (not yet sent)."""
+        SIOCOUTQ (octets not yet acknowledged), SIOCOUTQNSD (not yet sent);
+        SIOCATMARK: 1 when the next octet to read is the urgent mark."""
         if name not in IOCTLS:
             raise AppError("EOPNOTSUPP", f"unknown ioctl {name!r}; known: {', '.join(sorted(IOCTLS))}")
         import fcntl
@@ -490,8 +503,10 @@ class App:
             raise AppError("EPROTO", f"the agent speaks protocol {hello.get('version')}, the suite {VERSION}")
         return hello
 
-    def listen(self, port: int, backlog: int = 16, **options) -> int:
-        return self.call("listen", family=self.family, address=self.address, port=port,
+    def listen(self, port: int, backlog: int = 16, address: str | None = None, **options) -> int:
+        """Listen on `port` of the SUT's address (or `address`: "0.0.0.0" or
+        "::" for every address)."""
+        return self.call("listen", family=self.family, address=address or self.address, port=port,
                          backlog=backlog, options=options)["id"]
 
     def accept(self, listener: int, timeout: float = 1.0) -> int:
@@ -502,11 +517,20 @@ class App:
         return self.call("connect", family=self.family, address=address, port=port,
                          bind=bind, options=options)["id"]
 
-    def send(self, conn: int, data: bytes, timeout: float = 1.0) -> int:
-        return self.call("send", id=conn, data=base64.b64encode(data).decode(), timeout=timeout)["sent"]
+    def send(self, conn: int, data: bytes, timeout: float = 1.0, flags: tuple = ()) -> int:
+        extra = {"flags": list(flags)} if flags else {}
+        return self.call("send", id=conn, data=base64.b64encode(data).decode(), timeout=timeout, **extra)["sent"]
 
-    def recv(self, conn: int, max: int = 65536, timeout: float = 1.0) -> bytes:
-        return base64.b64decode(self.call("recv", id=conn, max=max, timeout=timeout)["data"])
+    def recv(self, conn: int, max: int = 65536, timeout: float = 1.0, flags: tuple = ()) -> bytes:
+        extra = {"flags": list(flags)} if flags else {}
+        return base64.b64decode(self.call("recv", id=conn, max=max, timeout=timeout, **extra)["data"])
+
+    def poll(self, conn: int, *events: str, timeout: float = 0.0) -> set:
+        """The events of `events` (poll(2) names, e.g. POLLPRI) the socket has now."""
+        return set(self.call("poll", fds=[[conn, list(events)]], timeout=timeout)["revents"][0])
+
+    def ioctl(self, conn: int, name: str) -> int:
+        return self.call("ioctl", id=conn, name=name)["value"]
 
     def recv_exactly(self, conn: int, n: int, timeout: float = 1.0) -> bytes:
         out = b""

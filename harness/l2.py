@@ -115,6 +115,9 @@ class EthernetLink(Link):
         self.ifname, self.mac = name, mac
         self.addresses = addresses
         self.sut_addr = sut_addr
+        # Other IPv4 addresses the tester answers ARP for, as routers on the
+        # link would (a case's source-route hops).
+        self.neighbours: set = set()
         self.sut_mac: str | None = None
         self.answered = False       # the SUT answered a solicitation of ours (see resolve)
         # The SUT's MAC where the stack fixes it: neighbour solicitations then
@@ -153,7 +156,7 @@ class EthernetLink(Link):
         eth = Ether(frame)
         if eth.type == ETH_P_ARP and ARP in eth:
             arp = eth[ARP]
-            if arp.op == 1 and arp.pdst == self.addresses.get("ipv4"):
+            if arp.op == 1 and (arp.pdst == self.addresses.get("ipv4") or arp.pdst in self.neighbours):
                 self._send_frame(bytes(Ether(dst=eth.src, src=self.mac) /
                                      ARP(op=2, hwsrc=self.mac, psrc=arp.pdst, hwdst=arp.hwsrc, pdst=arp.psrc)))
             if arp.psrc == self.sut_addr:

@@ -1,5 +1,5 @@
 """Reports from Allure results: the Allure HTML report, and pages beside it
-(the conformance matrix, the seed-claims page). `python -m harness.report
+(the conformance matrix, the state x event matrix, the seed-claims page, the requirement coverage). `python -m harness.report
 [DIR ...]` after a run.
 
 Rules of this file:
@@ -998,6 +998,14 @@ def claims_page(ctx: Context) -> dict:
         raise ReportError(f"{CLAIMS}: the seed claims are missing")
     claims = parse_claims(CLAIMS.read_text())
     return {"claims.html": claims_html(claims, ctx), "claims.md": claims_markdown(claims, ctx.results, ctx.catalog)}
+
+
+# --- the requirement coverage page (harness/coverage.py) ----------------------------------------
+
+@page("coverage", "requirement coverage")
+def coverage_page(ctx: Context) -> dict:
+    from . import coverage
+    return coverage.page_files(ctx)
 
 
 # --- the Allure HTML report -----------------------------------------------------------------

@@ -34,12 +34,17 @@ def _rebuilt(pkt) -> bytes:
 @dataclass
 class Fault:
     """Acts on the `nth` segment from the SUT whose SYN/ACK/FIN/RST bits are
-    exactly `flags`: "drop" it, add `offset` to its "seq" or "ack" field,
-    "delay" its timestamp by `offset` seconds, "strip" its TCP option named
-    `option` (Scapy's name: "WScale", "Timestamp"...), "set" that option
-    to `value` (added if the segment lacks it), or add `offset` to its
-    "chksum" (the segment otherwise intact: a wrong checksum as a real
-    device would deliver it)."""
+    exactly `flags`: "drop" it, "mute" it (drop it and every later one of
+    those flags: the SUT falls silent), add `offset` to a numeric TCP field
+    named by the action ("seq", "ack", "window", "urgptr"), "delay" its
+    timestamp by `offset` seconds, "strip" its TCP option named `option`
+    (Scapy's name: "WScale", "Timestamp"...) or "set" that option to `value`
+    (added if the segment lacks it), set its TCP "flags" to `value` (Scapy
+    letters), "trim" its payload to `offset` octets, set the IP header field
+    `option` ("tos", "ttl", "id"; IPv6 "tc", "hlim") to `value` ("ip"), add
+    `offset` to its "chksum" (the segment otherwise intact: a wrong checksum
+    as a real device would deliver it), or "corrupt" its TCP checksum (one
+    bit flipped)."""
 
     flags: str
     nth: int
@@ -54,19 +59,32 @@ class Fault:
         if seg is None or (seg.flags & frozenset("SAFR")) != flags_of(self.flags):
             return raw, t
         self.seen += 1
+        if self.action == "mute" and self.seen >= self.nth:
+            return None
         if self.seen != self.nth:
             return raw, t
         if self.action == "drop":
             return None
         if self.action == "delay":
             return raw, t + self.offset
+        if self.action == "corrupt":
+            out = bytearray(raw)
+            out[len(raw) - len(bytes(seg.pkt[TCP])) + 16] ^= 0x01
+            return bytes(out), t
         if self.action == "chksum":
             pkt = seg.pkt.copy()
             pkt[TCP].chksum = (seg.tcp.chksum + int(self.offset)) % (1 << 16)
             return bytes(pkt), t
         pkt = seg.pkt.copy()
         tcp = pkt[TCP]
-        if self.action in ("strip", "set"):
+        if self.action == "flags":
+            tcp.flags = self.value
+        elif self.action == "trim":
+            tcp.remove_payload()
+            tcp.add_payload(seg.payload[:int(self.offset)])
+        elif self.action == "ip":
+            setattr(pkt[IP] if IP in pkt else pkt[IPv6], self.option, self.value)
+        elif self.action in ("strip", "set"):
             others = [(n, v) for n, v in tcp.options if n != self.option]
             tcp.options = others + ([(self.option, self.value)] if self.action == "set" else [])
         else:
@@ -123,8 +141,9 @@ class Delay:
 
 
 class FaultPlugin:
-    """Installs a fault on the link of every stack a test starts: a Delay
-    among the link's delays, anything else among its filters."""
+    """Installs a fault (or a list of them, applied in turn) on the link of
+    every stack a test starts: a Delay among the link's delays, anything
+    else among its filters."""
 
     def __init__(self, fault):
         self.fault = fault
@@ -133,8 +152,47 @@ class FaultPlugin:
     def _tcpconf_fault(self, request):
         if "stack" in request.fixturenames:
             link = request.getfixturevalue("stack").link
-            (link.delays if getattr(self.fault, "on_path", False) else link.filters).append(self.fault)
+            for fault in self.fault if isinstance(self.fault, list) else [self.fault]:
+                (link.delays if getattr(fault, "on_path", False) else link.filters).append(fault)
         yield
+
+
+class Patch:
+    """Changes a name in a conformance module (the test file's basename,
+    e.g. "test_mss") or in a harness module ("harness.icmp") for the run: a
+    constant the case judges by, or a function that builds what the case
+    sends, as a stack or link that breaks the case's premise would."""
+
+    def __init__(self, module: str, name: str, value):
+        self.module, self.name, self.value = module, name, value
+
+    @pytest.fixture(autouse=True)
+    def _tcpconf_patch(self, request, monkeypatch):
+        import sys
+        for mod in list(sys.modules.values()):
+            path = getattr(mod, "__file__", "") or ""
+            if mod.__name__ == self.module or path.endswith(f"conformance/{self.module}.py"):
+                monkeypatch.setattr(mod, self.name, self.value)
+        yield
+
+
+class BehaviourPatch:
+    """Documents one behaviour of the stack wrongly (answer and follows):
+    the case then expects the other answer and must fail."""
+
+    def __init__(self, key: str, answer: str, follows: bool = True):
+        self.key, self.answer, self.follows = key, answer, follows
+
+    @pytest.fixture(autouse=True)
+    def _tcpconf_behaviour_patch(self, request):
+        if "profile" not in request.fixturenames:
+            yield
+            return
+        behaviour = request.getfixturevalue("profile").profile.behaviour
+        saved = behaviour.get(self.key)
+        behaviour[self.key] = dict(saved, answer=self.answer, follows=self.follows)
+        yield
+        behaviour[self.key] = saved
 
 
 class ProfilePatch:

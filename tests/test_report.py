@@ -170,14 +170,21 @@ def test_references_link_to_the_rfc_text(ref, url):
 
 
 def test_a_numbered_requirement_links_to_its_section_from_the_requirement_tables(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "REQUIREMENT_TABLES", tmp_path)              # no table yet
+    report.requirement_sections.cache_clear()
     assert report.rfc_url("RFC9293/MUST-13").endswith("rfc9293#appendix-B")     # the requirement summary
     (tmp_path / "rfc9293.toml").write_text('[[requirement]]\nid = "RFC9293/MUST-13"\nsection = "3.6.1"\n')
-    monkeypatch.setattr(report, "REQUIREMENT_TABLES", tmp_path)
     report.requirement_sections.cache_clear()
     try:
         assert report.rfc_url("RFC9293/MUST-13") == "https://www.rfc-editor.org/rfc/rfc9293#section-3.6.1"
     finally:
         report.requirement_sections.cache_clear()
+
+
+def test_the_project_tables_give_every_numbered_requirement_its_section():
+    report.requirement_sections.cache_clear()
+    assert report.rfc_url("RFC9293/MUST-13") == "https://www.rfc-editor.org/rfc/rfc9293#section-3.6.1"
+    assert report.rfc_url("RFC9293/REC-1") == "https://www.rfc-editor.org/rfc/rfc9293#section-3.1"
 
 
 # --- the matrix ------------------------------------------------------------------------------

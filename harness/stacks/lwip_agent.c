@@ -201,6 +201,17 @@ static const struct option OPTIONS[] = {
     { "TCP_QUICKACK", 0, 0, K_INT, "lwIP has no TCP_QUICKACK" },
     { "TCP_FASTOPEN", 0, 0, K_INT, "lwIP has no TCP Fast Open" },
     { "TCP_CONGESTION", 0, 0, K_INT, "lwIP has one built-in congestion control; it cannot be chosen" },
+    /* The IP header of the socket's segments: lwIP keeps one TTL and one TOS
+       per PCB (struct ip_pcb) and gives them to ip6_output_if as the hop
+       limit and traffic class of an IPv6 connection, so the IPv6 names map
+       onto the same fields (lwip_setsockopt accepts IPPROTO_IP on any TCP socket). */
+    { "IP_TOS", IPPROTO_IP, IP_TOS, K_INT, NULL },
+    { "IP_TTL", IPPROTO_IP, IP_TTL, K_INT, NULL },
+    { "IPV6_TCLASS", IPPROTO_IP, IP_TOS, K_INT, NULL },
+    { "IPV6_UNICAST_HOPS", IPPROTO_IP, IP_TTL, K_INT, NULL },
+    { "IP_RECVERR", 0, 0, K_INT, "lwIP reports no ICMP error to a TCP socket (no IP_RECVERR)" },
+    { "IPV6_RECVERR", 0, 0, K_INT, "lwIP reports no ICMP error to a TCP socket (no IPV6_RECVERR)" },
+    { "SO_OOBINLINE", 0, 0, K_INT, "lwIP has no urgent data: tcp_in.c ignores the URG bit and the urgent pointer" },
 };
 #define NOPTIONS (sizeof(OPTIONS) / sizeof(OPTIONS[0]))
 

@@ -155,6 +155,16 @@ func fullAddress(family, address string, port int) (tcpip.FullAddress, tcpip.Net
 	if port < 0 || port > 65535 {
 		return tcpip.FullAddress{}, 0, bad("port %d out of range", port)
 	}
+	if ip.IsUnspecified() { // every address of the family: netstack's empty Address
+		if (family == "ipv4") != (ip.To4() != nil) {
+			return tcpip.FullAddress{}, 0, bad("%s is not an address of %s", address, family)
+		}
+		netProto := ipv4.ProtocolNumber
+		if family == "ipv6" {
+			netProto = ipv6.ProtocolNumber
+		}
+		return tcpip.FullAddress{Port: uint16(port)}, netProto, nil
+	}
 	switch family {
 	case "ipv4":
 		if ip.To4() == nil {
