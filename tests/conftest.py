@@ -9,6 +9,13 @@ pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Tests that run a whole quick suite and judge its timers (the quick run, a
+# remote namespace, user-mode Linux) share the xdist group "suite": with
+# `--dist loadgroup` one runs at a time, beside the light tests, so that
+# one nested suite's traffic does not delay another's kernel timers (on two
+# cores two such runs at once put the first RTO 50-80 ms late).
+SUITE_GROUP = "suite"
+
 
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() == 0:

@@ -35,6 +35,7 @@ def mine(pid: int) -> list:
     return [n for n in netns.suite_namespaces() if n.startswith(f"{netns.PREFIX}-{pid}-")]
 
 
+@pytest.mark.xdist_group("suite")
 def test_quick_run_is_green_and_keeps_the_allure_contract(tmp_path):
     results = tmp_path / "allure"
     r, pid = run("conformance/", "-m", "not slow and not matrix", "-n", "4", f"--alluredir={results}")

@@ -79,7 +79,7 @@ def test_gvisor(tmp_path):
                    fresh_clone(tmp_path), SMOKE_ENV), "gVisor")
 
 
-@pytest.mark.xdist_group("uml")
+@pytest.mark.xdist_group("suite")
 def test_user_mode_linux(tmp_path):
     from harness.uml import Uml
     if Uml.binary() is None:

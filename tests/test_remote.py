@@ -16,7 +16,7 @@ from harness.netns import Namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [pytest.mark.root, pytest.mark.xdist_group("remote")]     # one baseline run of linux for the module
+pytestmark = [pytest.mark.root, pytest.mark.xdist_group("suite")]     # see conftest.SUITE_GROUP
 
 
 def _write(key, value):

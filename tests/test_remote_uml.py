@@ -20,7 +20,7 @@ from harness.uml import Uml, UmlError, group, reap as uml_reap
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [pytest.mark.root, pytest.mark.xdist_group("uml"),      # one UML at a time (--dist loadgroup)
+pytestmark = [pytest.mark.root, pytest.mark.xdist_group("suite"),    # one UML at a time (see conftest.SUITE_GROUP)
               pytest.mark.skipif(Uml.binary() is None,
                                  reason="user-mode Linux is not installed (python3 -m harness.setup --uml)")]
 
