@@ -61,6 +61,10 @@ and "message" (one line for a human).
         field shows only rounded down)
   {"op":"sysctl","name":"net.ipv4.tcp_synack_retries","value":V|null} -> {"value":OLD}
         (agents on hosts with tunables; sets it when value is given)
+  {"op":"forget","address":A}                      -> {"forgot":true|false}
+        (drop what the host's TCP keeps about a peer address between connections,
+        RFC 2140's temporal sharing: Linux's tcp_metrics, with RTT, RTTVAR, ssthresh
+        and cwnd, which a new connection to the same address starts from)
   {"op":"poll","fds":[[C,["POLLIN","POLLOUT"]],..],"timeout":T} -> {"revents":[["POLLOUT"],..]}
         (poll(2) over the agent's sockets; event names as Linux spells them)
   {"op":"ioctl","id":C,"name":"SIOCINQ"|"SIOCOUTQ"|"SIOCOUTQNSD"} -> {"value":N}
@@ -665,6 +669,59 @@ class AgentHost(SocketHost):
         except FileNotFoundError:
             raise AppError("ENOENT", f"no sysctl {name} on this host") from None
         return {"value": old}
+
+    def op_forget(self, address):
+        if not sys.platform.startswith("linux"):
+            raise AppError("EOPNOTSUPP", "this host keeps no TCP metrics the agent knows of")
+        try:
+            return {"forgot": forget_tcp_metrics(str(address))}
+        except ValueError:
+            raise AppError("EINVAL", f"bad address {address!r}") from None
+        except OSError as e:
+            raise AppError(errno.errorcode.get(e.errno, "EIO"), f"tcp_metrics: {e.strerror}") from None
+
+
+def forget_tcp_metrics(address: str) -> bool:
+    """Delete the Linux TCP metrics (RFC 2140 temporal sharing) of one peer
+    address in this namespace, as `ip tcp_metrics delete ADDRESS` does:
+    generic netlink family "tcp_metrics", TCP_METRICS_CMD_DEL. False where
+    none were kept."""
+    import ipaddress
+
+    def attr(kind: int, payload: bytes) -> bytes:
+        data = struct.pack("HH", 4 + len(payload), kind) + payload
+        return data + bytes(-len(data) % 4)
+
+    def request(sock, family_id: int, cmd: int, attrs: bytes, flags: int) -> bytes:
+        """Send one request; its reply, or raise the error the kernel sent."""
+        body = struct.pack("BBH", cmd, 1, 0) + attrs                  # genlmsghdr: cmd, version 1
+        sock.send(struct.pack("IHHII", 16 + len(body), family_id, 0x1 | flags, 0, 0) + body)   # NLM_F_REQUEST
+        reply = sock.recv(65536)
+        if struct.unpack_from("H", reply, 4)[0] == 2:                  # NLMSG_ERROR (0 = an ACK)
+            err = -struct.unpack_from("i", reply, 16)[0]
+            if err:
+                raise OSError(err, os.strerror(err))
+        return reply
+
+    ip = ipaddress.ip_address(address)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16) as sock:      # NETLINK_GENERIC
+        sock.bind((0, 0))
+        reply = request(sock, 0x10, 3, attr(2, b"tcp_metrics\0"), 0)       # CTRL_CMD_GETFAMILY, FAMILY_NAME
+        at, family_id = 20, None
+        while at + 4 <= len(reply):
+            n, kind = struct.unpack_from("HH", reply, at)
+            if kind == 1:                                              # CTRL_ATTR_FAMILY_ID
+                family_id = struct.unpack_from("H", reply, at + 4)[0]
+            at += (n + 3) & ~3
+        if family_id is None:
+            raise OSError(errno.ENOENT, "no tcp_metrics family")
+        try:
+            request(sock, family_id, 2, attr(1 if ip.version == 4 else 2, ip.packed), 0x4)  # DEL, ADDR_IPV4/6; ACK
+        except OSError as e:
+            if e.errno == errno.ESRCH:
+                return False
+            raise
+    return True
 
 
 def main(argv=None) -> int:

@@ -177,7 +177,9 @@ class EthernetLink(Link):
             if ICMPv6ND_NA in eth:
                 if eth[ICMPv6ND_NA].tgt == self.sut_addr:
                     self.sut_mac = eth.src
-                    self.answered = self.answered or bool(eth[ICMPv6ND_NA].S)
+                    # an answer to our solicitation: Solicited set, or sent to us alone
+                    # (lwIPv6 leaves S unset but answers to the soliciting MAC)
+                    self.answered = self.answered or bool(eth[ICMPv6ND_NA].S) or eth.dst == self.mac
                 return None
             if ICMPv6ND_NS in eth or _is_mld(frame):
                 return None

@@ -65,7 +65,7 @@ def test_the_suite_and_its_report(tmp_path):
                    "--alluredir=reports/allure-results --junitxml=reports/junit.xml; .venv/bin/python -m harness.report",
                    clone, SMOKE_ENV)
     _ok(r, "the first README command")
-    for page in ("html/index.html", "matrix.html", "matrix.md", "claims.html", "junit.xml"):
+    for page in ("html/index.html", "matrix.html", "matrix.md", "states.html", "claims.html", "coverage.html", "junit.xml"):
         assert (clone / "reports" / page).is_file(), page
 
 

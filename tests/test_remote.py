@@ -2,6 +2,7 @@
 inside: the verdicts are those of `--stack linux`; and the agent protocol's
 errors are clear."""
 import json
+import socket
 from pathlib import Path
 import subprocess
 import sys
@@ -120,6 +121,31 @@ def test_agent_protocol_errors_are_clear():
     assert r["error"] == "EBADF"
     hello = host.dispatch({"op": "hello"})
     assert hello["ok"] and hello["version"] == 1 and "listen" in hello["ops"] and "TCP_KEEPIDLE" in hello["options"]
+
+
+def test_the_agent_forgets_what_tcp_kept_about_a_peer():
+    """Linux keeps a closed connection's RTT, RTTVAR and ssthresh per peer
+    address (tcp_metrics) and seeds the next connection to it from them: on
+    a remote host every case but the first would start from the last one's
+    RTT. `forget` drops them (the remote stack asks before every case)."""
+    ns = Namespace.create()
+    try:
+        with ns.entered(), IPRoute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            host = AgentHost()
+            assert host.dispatch({"op": "forget", "address": "127.0.0.1"}) == {"ok": True, "forgot": False}
+            with socket.create_server(("127.0.0.1", 0)) as srv:
+                c = socket.create_connection(srv.getsockname())
+                a, _ = srv.accept()
+                c.sendall(b"x")
+                a.recv(1)
+                a.close()
+                c.close()
+            forgot = [host.dispatch({"op": "forget", "address": "127.0.0.1"}) for _ in range(2)]
+            assert forgot == [{"ok": True, "forgot": True}, {"ok": True, "forgot": False}]
+            assert host.dispatch({"op": "forget", "address": "nowhere"})["error"] == "EINVAL"
+    finally:
+        ns.remove()
 
 
 def test_agent_over_stdio_speaks_json_lines():

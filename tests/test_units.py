@@ -460,3 +460,32 @@ def test_rto_estimators_follow_their_sources():
     assert lo <= 7.0 <= hi
     with pytest.raises(ValueError):
         rto_range("vegas", [0.1], 0.2, 120)
+
+
+def _kept_link():
+    """An EthernetLink whose frames are kept rather than sent (no device)."""
+    from harness.l2 import EthernetLink
+    from harness.trace import Trace
+
+    class Kept(EthernetLink):
+        def _send_frame(self, frame):
+            self.sent.append(frame)
+
+    link = Kept(Trace(), "test0", "02:00:00:00:00:02", {"ipv6": "2001:2::2"}, "2001:2::1")
+    link.sent = []
+    return link
+
+
+@pytest.mark.parametrize("dst, solicited, answered", [
+    ("33:33:00:00:00:01", 0, False),         # unsolicited, to all nodes: proves nothing about our frames
+    ("02:00:00:00:00:02", 0, True),          # to us alone, S unset (lwIPv6's answer)
+    ("33:33:00:00:00:01", 1, True),          # Solicited set
+])
+def test_a_neighbour_advertisement_answers_our_solicitation_only_if_it_says_so(dst, solicited, answered):
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr
+    from scapy.layers.l2 import Ether
+    link = _kept_link()
+    na = (Ether(dst=dst, src="02:02:03:04:05:06") / IPv6(src="2001:2::1", dst="ff02::1", hlim=255) /
+          ICMPv6ND_NA(tgt="2001:2::1", S=solicited, O=0) / ICMPv6NDOptDstLLAddr(lladdr="02:02:03:04:05:06"))
+    assert link._upkeep(bytes(na)) is None
+    assert (link.answered, link.sut_mac) == (answered, "02:02:03:04:05:06")

@@ -144,6 +144,7 @@ class RemoteStack(Stack):
                 self.app.greet()
                 for key, value in self.config.sysctls.items():
                     self.set_sysctl(key, value)
+                self._forget_earlier_cases()
         except (OSError, LinkError, AppError) as e:
             self.close()
             raise StackError(f"remote SUT on {opts['iface']}: {e}") from None
@@ -172,6 +173,19 @@ class RemoteStack(Stack):
     def set_sysctl(self, key: str, value) -> None:
         old = self.app.call("sysctl", name=key, value=str(value))["value"]
         self.restore.setdefault(key, old)
+
+    def _forget_earlier_cases(self) -> None:
+        """A remote host outlives the case: what its TCP keeps about the
+        tester's address between connections (RFC 2140; Linux's tcp_metrics:
+        RTT, RTTVAR, ssthresh) would seed this case's connection from the
+        last one's, and its first RTO with it. The agent drops it where it
+        can; an agent without the operation has nothing to drop, one without
+        the privilege leaves it (as it leaves the sysctls)."""
+        try:
+            self.app.call("forget", address=self.peer_addr)
+        except AppError as e:
+            if e.error not in ("EOPNOTSUPP", "EPERM"):
+                raise
 
     def version(self) -> str:
         if self.app is None:
