@@ -25,6 +25,11 @@ RULE = {"ipv4": "RFC1191/3", "ipv6": "RFC8201/4"}
 
 def _flight(peer, app, profile):
     profile.set_if_tunable("rto_min", 1_000_000)     # a busy tester still answers before the RTO
+    # The path MTU learned here is kept per destination, the tester's address:
+    # a host that outlives the case (a remote SUT) would send the next cases'
+    # segments at 1280 octets for ten minutes. Kept 5 s, it outlasts this
+    # case's checks (under 2 s after the message) and no more.
+    profile.set_if_tunable(f"pmtu_expires_{peer.family}", 5)
     peer.syn_options = list(SYN)
     listener = app.listen(peer.sut_port)
     peer.connect()
