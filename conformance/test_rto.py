@@ -102,6 +102,7 @@ def test_rto_follows_the_measured_rtt(stack, peer, app, profile, tolerance, obse
     longest = max(rounds.samples)
     require(rexmit.t - seg.t > longest, "RFC6298/2.3", "the RTO exceeds the RTTs the SUT measured",
             f"more than {longest:.3f} s", f"{rexmit.t - seg.t:.3f} s")
+    profile.conclude(rounds.estimator)
 
 
 @pytest.mark.case("rfc6298.karn-backoff")

@@ -6,7 +6,8 @@ Rules of this file:
   "rto.estimator" names it), each written as the stack's source writes it,
   so a case can say which retransmission time the samples it caused must
   give: RFC 6298 §2 itself, Linux's (tcp_rtt_estimator), lwIP's (Jacobson's
-  in 500 ms ticks, tcp_receive).
+  in 500 ms ticks, tcp_receive), and none at all ("constant": passt
+  retransmits after a fixed timeout, its rto_min, whatever the samples).
 - A sample is taken per round of one segment: the case sends one segment,
   holds its ACK for the RTT it wants the stack to measure, and never lets
   a segment be retransmitted before its ACK (Karn's rule would drop it).
@@ -91,9 +92,11 @@ def rto_range(estimator: str, samples: list[float], rto_min: float, rto_max: flo
     if estimator == "linux":
         rto = linux(samples, rto_min, rto_max)
         return rto, rto
+    if estimator == "constant":
+        return rto_min, rto_min
     if estimator == "lwip-ticks":
         data = samples[1:]                         # lwIP takes no sample in the handshake of a fresh stack
         choices = [(int(s // LWIP_TICK), int(s // LWIP_TICK) + 1) for s in data]
         rtos = {lwip_ticks(list(c)) for c in product(*choices)} | {lwip_ticks(list(c)) for c in product(*choices[1:])}
         return min(min(rtos), rto_max), min(max(rtos), rto_max)
-    raise ValueError(f"unknown RTO estimator {estimator!r} (rfc6298, linux, lwip-ticks)")
+    raise ValueError(f"unknown RTO estimator {estimator!r} (rfc6298, linux, lwip-ticks, constant)")

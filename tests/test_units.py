@@ -458,6 +458,7 @@ def test_rto_estimators_follow_their_sources():
     assert lwip_ticks([0]) == 2.5 and lwip_ticks([8]) == 7.0 and lwip_ticks([]) == 3.0
     lo, hi = rto_range("lwip-ticks", [0.001, 4.1], 1.5, 384)        # the handshake is no sample
     assert lo <= 7.0 <= hi
+    assert rto_range("constant", [0.001, 0.4, 3.0], 2.0, 2.0) == (2.0, 2.0)   # passt: ACK_TIMEOUT, no estimator
     with pytest.raises(ValueError):
         rto_range("vegas", [0.1], 0.2, 120)
 

@@ -72,6 +72,10 @@ class PasstHost(ProxiedHost):
         return ADDRESSES[family]["sut"]
 
     def forward(self, family, address, port):
+        if address != ADDRESSES[family]["peer"]:
+            raise AppError("EOPNOTSUPP", f"passt's host reaches only the guest ({ADDRESSES[family]['peer']}), through "
+                                         f"its forwards (-t): an active open to {address} is the host kernel's, "
+                                         f"not passt's")
         if port not in FORWARDS:
             raise AppError("EADDRNOTAVAIL", f"passt forwards host ports {FORWARDS.start}-{FORWARDS.stop - 1} to the "
                                             f"guest (-t, fixed when it starts), not {port}")
