@@ -6,8 +6,9 @@ Rules of this file:
   "rto.estimator" names it), each written as the stack's source writes it,
   so a case can say which retransmission time the samples it caused must
   give: RFC 6298 §2 itself, Linux's (tcp_rtt_estimator), lwIP's (Jacobson's
-  in 500 ms ticks, tcp_receive), and none at all ("constant": passt
-  retransmits after a fixed timeout, its rto_min, whatever the samples).
+  in 500 ms ticks, tcp_receive), 4.4BSD's in 500 ms ticks (tcp_xmit_timer,
+  as libslirp keeps it), and none at all ("constant": passt retransmits
+  after a fixed timeout, its rto_min, whatever the samples).
 - A sample is taken per round of one segment: the case sends one segment,
   holds its ACK for the RTT it wants the stack to measure, and never lets
   a segment be retransmitted before its ACK (Karn's rule would drop it).
@@ -81,6 +82,28 @@ def lwip_ticks(samples: list[int], initial: float = 3.0) -> float:
     return ((sa >> 3) + sv) * LWIP_TICK
 
 
+BSD_TICK = 0.5                    # PR_SLOWHZ = 2
+BSD_RTTMIN, BSD_REXMTMAX = 2, 24  # TCPTV_MIN, TCPTV_REXMTMAX in ticks (libslirp tcp_timer.h)
+
+
+def bsd_ticks(samples: list[int]) -> float:
+    """tcp_xmit_timer (4.4BSD; libslirp src/tcp_input.c), samples as t_rtt
+    counts them: 1 when the segment is sent, one more at each slow tick.
+    t_srtt holds 8 x SRTT, t_rttvar 4 x the mean deviation; the first
+    sample sets srtt = rtt << 3, rttvar = rtt << 1; RTO = TCP_REXMTVAL =
+    (srtt >> 3) + rttvar ticks, clamped to t_rttmin .. TCPTV_REXMTMAX."""
+    srtt = rttvar = 0
+    for rtt in samples:
+        if srtt:
+            delta = rtt - 1 - (srtt >> 3)
+            srtt = max(srtt + delta, 1)
+            delta = abs(delta) - (rttvar >> 2)
+            rttvar = max(rttvar + delta, 1)
+        else:
+            srtt, rttvar = rtt << 3, rtt << 1
+    return min(max((srtt >> 3) + rttvar, BSD_RTTMIN), BSD_REXMTMAX) * BSD_TICK
+
+
 def rto_range(estimator: str, samples: list[float], rto_min: float, rto_max: float) -> tuple[float, float]:
     """(lowest, highest) RTO the documented estimator gives for the samples
     (seconds). lwIP counts the 500 ms ticks between a segment and its ACK:
@@ -99,4 +122,10 @@ def rto_range(estimator: str, samples: list[float], rto_min: float, rto_max: flo
         choices = [(int(s // LWIP_TICK), int(s // LWIP_TICK) + 1) for s in data]
         rtos = {lwip_ticks(list(c)) for c in product(*choices)} | {lwip_ticks(list(c)) for c in product(*choices[1:])}
         return min(min(rtos), rto_max), min(max(rtos), rto_max)
-    raise ValueError(f"unknown RTO estimator {estimator!r} (rfc6298, linux, lwip-ticks, constant)")
+    if estimator == "bsd-ticks":
+        # t_rtt is 1 + the slow ticks that passed while the segment was out:
+        # floor(s / tick) of them, or one more, by where the ticks fell.
+        choices = [(1 + int(s // BSD_TICK), 2 + int(s // BSD_TICK)) for s in samples]
+        rtos = {bsd_ticks(list(c)) for c in product(*choices)}
+        return min(rtos), max(rtos)
+    raise ValueError(f"unknown RTO estimator {estimator!r} (rfc6298, linux, lwip-ticks, bsd-ticks, constant)")

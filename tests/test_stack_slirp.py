@@ -111,7 +111,7 @@ def test_smoke_cases_pass_against_slirp_with_its_label(tmp_path):
 def test_pump_and_host_side(slirp):
     hello = slirp.app.hello()
     assert hello["version"] == 1 and hello["stack"] == "slirp" and hello["system"] == "libslirp 4.7.0"
-    assert hello["options"] == ["SO_LINGER", "SO_REUSEADDR"]
+    assert hello["options"] == ["SO_LINGER", "SO_OOBINLINE", "SO_REUSEADDR"]
     assert slirp.version().startswith("libslirp 4.7.0")
     assert slirp.link.sut_mac.startswith("52:5")           # slirp's own MAC, derived from its address
     with pytest.raises(AppError) as e:

@@ -459,6 +459,11 @@ def test_rto_estimators_follow_their_sources():
     lo, hi = rto_range("lwip-ticks", [0.001, 4.1], 1.5, 384)        # the handshake is no sample
     assert lo <= 7.0 <= hi
     assert rto_range("constant", [0.001, 0.4, 3.0], 2.0, 2.0) == (2.0, 2.0)   # passt: ACK_TIMEOUT, no estimator
+    # 4.4BSD (libslirp): a first sample within one tick (t_rtt = 1) gives srtt 1, rttvar 2 ticks: 3 ticks,
+    # slirp's 1.5 s after a fast handshake; a first sample of 2 ticks gives 6; capped at TCPTV_REXMTMAX
+    from harness.rtt import bsd_ticks
+    assert bsd_ticks([1]) == 1.5 and bsd_ticks([2]) == 3.0 and bsd_ticks([40]) == 12.0
+    assert rto_range("bsd-ticks", [0.001], 1.5, 12) == (1.5, 3.0)
     with pytest.raises(ValueError):
         rto_range("vegas", [0.1], 0.2, 120)
 

@@ -13,9 +13,11 @@ Rules of this file:
   `connect` (slirp_add_hostxfwd), turns a host connect() into a connection
   slirp opens to the guest from its address and the client's port
   (tcp_connect, sotranslate_accept). The pump's control lines are its own.
-- Of the socket options only SO_LINGER and SO_REUSEADDR are offered (an
-  abortive close reaches the guest as a reset: soread -> tcp_drop); slirp's
-  timers and buffers are compiled in (no `sysctl` capability).
+- Of the socket options only SO_LINGER, SO_REUSEADDR and SO_OOBINLINE are
+  offered (an abortive close reaches the guest as a reset: soread ->
+  tcp_drop; the guest's urgent data reaches the host socket as MSG_OOB,
+  sosendoob, so whether it is read inline is the host socket's choice);
+  slirp's timers and buffers are compiled in (no `sysctl` capability).
 - TCP states are slirp's own (slirp_connection_info, misc.c): capability
   `state`. It prints IPv4 addresses only ("TODO: IPv6"): for IPv6 the states
   and ports are slirp's and the addresses are left out (None).
@@ -56,6 +58,7 @@ class SlirpHost(ProxiedHost):
     """The host side of slirp, with slirp's forwarding rules and connection table."""
 
     stack = "slirp"
+    carried = ProxiedHost.carried | {"SO_OOBINLINE"}
 
     def __init__(self, make_socket, pump: StreamTransport, family: str):
         super().__init__(make_socket)
