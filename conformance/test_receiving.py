@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from harness.flow import established
+from harness.flow import established, full_segment
 from harness.segment import seq_add, seq_diff
 from harness.verdict import TimingFailure, require
 
@@ -29,11 +29,6 @@ def _acks_of(peer, sent_seg, within: float):
         if seg.has_ack and seq_diff(seg.ack, end) >= 0:
             return seg.t - sent_seg.t
 
-
-def _full(peer) -> int:
-    """The payload of a full-sized segment of ours: the SUT's MSS less our
-    timestamp option (RFC 6691)."""
-    return (peer.sut_mss or 536) - (12 if peer.ts_on else 0)
 
 
 def _read_all(app, conn, data: bytes, requirement: str) -> None:
@@ -81,7 +76,7 @@ def test_lone_segments_are_acknowledged_within_half_a_second(stack, peer, app, p
 def test_full_segments_are_acknowledged_at_least_every_second(stack, peer, app, observed):
     """Full-sized segments one by one: no ACK covers more than two of them."""
     listener, conn = established(peer, app)
-    mss = _full(peer)
+    mss = full_segment(stack, peer)
     data, sent = b"", []
     for n in range(16):
         chunk = bytes([n]) * mss
@@ -110,7 +105,7 @@ def test_a_burst_draws_fewer_acks_than_segments(stack, peer, app, profile, obser
     """Full-sized segments back to back: the SUT acknowledges the burst with fewer ACKs than segments."""
     b = profile.behaviour("ack.burst")
     listener, conn = established(peer, app)
-    mss = _full(peer)
+    mss = full_segment(stack, peer)
     warm = profile.value("quickack_segments")
     data = b""
     for n in range(warm + 20):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from harness.agent import AppError
-from harness.flow import established, fill_window, right_edge, stale
+from harness.flow import established, full_segment, fill_window, right_edge, stale
 from harness.segment import seq_add, seq_diff
 from harness.verdict import require
 
@@ -352,9 +352,6 @@ def _probe(peer):
     return seg
 
 
-def _full(peer) -> int:
-    return (peer.sut_mss or 536) - (12 if peer.ts_on else 0)
-
 
 def _reading_sut(peer, app, stack):
     listener = app.listen(peer.sut_port)
@@ -374,7 +371,7 @@ def test_receive_window_closes_without_shrinking_and_stays_closed(stack, peer, a
     stays closed while the peer probes."""
     conn = _reading_sut(peer, app, stack)
     seen = fill_window(peer, "RFC9293/SHLD-14", "the SUT's window closes while its application reads nothing",
-                       chunk=_full(peer))
+                       chunk=full_segment(stack, peer))
     edges = [(s, right_edge(s, peer)) for s in seen if s.has_ack]
     unit = 1 << (peer.sut_wscale or 0)
     back = [f"{peer.describe(s)} (edge {peer.rel_peer(e)} after {peer.rel_peer(p)})"
@@ -401,9 +398,9 @@ def test_window_reopens_in_worthwhile_steps(stack, peer, app, observed):
     zero or at least min(half its buffer, one MSS)."""
     conn = _reading_sut(peer, app, stack)
     fill_window(peer, "RFC9293/MUST-39", "the SUT's window closes while its application reads nothing",
-                chunk=_full(peer))
+                chunk=full_segment(stack, peer))
     taken = seq_diff(peer.snd_nxt, peer.iss + 1)
-    step = min(taken // 2, _full(peer))
+    step = min(taken // 2, full_segment(stack, peer))
     offered = []
     for n in range(READS):
         app.recv(conn, max=100, timeout=0.5)

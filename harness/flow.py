@@ -56,6 +56,17 @@ def receive(peer: Peer, nbytes: int, requirement: str, what: str, within: float 
     return got
 
 
+def full_segment(stack, peer: Peer) -> int:
+    """The payload of a full-sized segment of ours, RFC 9293 §3.7.1's
+    Eff.snd.MSS: the SUT's MSS (536 without its option), bounded by what our
+    link carries (MMS_S, where the stack knows its MTU), less our timestamp
+    option (RFC 6691)."""
+    mss = peer.sut_mss or 536
+    if stack.mtu:
+        mss = min(mss, stack.mtu - (20 if peer.family == "ipv4" else 40) - 20)
+    return mss - (12 if peer.ts_on else 0)
+
+
 def stale(peer: Peer):
     """A `skip` predicate for Peer.expect: a segment that only repeats data
     the peer has (a retransmission, e.g. a tail loss probe sent before our

@@ -62,7 +62,8 @@ class Peer:
         self.sut_wscale = None
         self.sack_ok = False
         # Options of our SYN, and what was agreed
-        self.syn_options = list(DEFAULT_SYN_OPTIONS)
+        # our MSS is what an MTU of 1500 carries (MMS_R - 20, MUST-67): 1440 over IPv6
+        self.syn_options = [("MSS", 1440) if o[0] == "MSS" and family == "ipv6" else o for o in DEFAULT_SYN_OPTIONS]
         self.ts_on = False
         self.ts_recent = 0
         self._ts_base = rng.getrandbits(31)

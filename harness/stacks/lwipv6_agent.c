@@ -453,6 +453,16 @@ bad_job:
     return -1;
 }
 
+/* The agent passes no message flag: lwip_send ignores its flags (sockets.c, and tcp_enqueue never sets
+   URG), so a request with any is refused rather than served without it. */
+static int no_flags(struct ctx *c, const struct jv *req, const char *op)
+{
+    const struct jv *flags = jget(req, "flags");
+    if (!flags || flags->t == J_NULL || (flags->t == J_ARR && flags->n == 0)) return 0;
+    return fail(c, "EOPNOTSUPP", "%s takes no flag on lwIPv6: lwip_send ignores its flags and TCP sends no urgent "
+                "data (no URG in tcp_out.c)", op);
+}
+
 static int op_send(struct ctx *c, const struct jv *req)
 {
     int id = get_socket(c, req), fd;
@@ -460,7 +470,7 @@ static int op_send(struct ctx *c, const struct jv *req)
     double deadline = now() + timeout_of(req);
     unsigned char *bytes;
     size_t len, sent = 0;
-    if (id < 0) return -1;
+    if (id < 0 || no_flags(c, req, "send")) return -1;
     if (!data || data->t != J_STR || !(bytes = b64decode(data->str, &len)))
         return fail(c, "EINVAL", "bad arguments: data is base64");
     if (settled_socket(c, id, deadline)) { free(bytes); return -1; }
