@@ -3,11 +3,10 @@ labels, and the lwIP agent's side of the app-control protocol."""
 import json
 import os
 import select
-import subprocess
-import sys
 import time
 
 import pytest
+from smoke import run_smoke
 
 from conftest import ROOT
 from faults import Fault, FaultPlugin, assert_case_passes
@@ -27,21 +26,14 @@ SMOKE = "data_on_third_ack or fin_retransmitted_into_time_wait"
 
 
 def test_smoke_cases_pass_against_lwip_with_its_label(tmp_path):
-    results = tmp_path / "allure"
-    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "conformance/", "--stack", "lwip",
-                        "-k", SMOKE, "-q", f"--alluredir={results}"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:]
-    assert "4 passed" in r.stdout, r.stdout[-3000:]
-    found = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
+    r, found = run_smoke("lwip", SMOKE, tmp_path)
+    assert r.returncode == 0 and "4 passed" in r.stdout, r.stdout[-3000:]
     assert len(found) == 4
-    for res in found:
-        labels = {l["name"]: l["value"] for l in res["labels"]}
-        params = {p["name"]: p["value"] for p in res.get("parameters", [])}
+    for res, labels, params in found:
         assert res["status"] == "passed", res["fullName"]
         assert labels.get("stack") == "lwip", res["fullName"]
         assert labels.get("case") in ("handshake.data-ack-to-syn-received", "teardown.time-wait-fin-retransmission")
-        assert params.get("family", "").strip("'") in ("ipv4", "ipv6")
+        assert params.get("family") in ("ipv4", "ipv6")
 
 
 @pytest.fixture(params=["ipv4", "ipv6"])

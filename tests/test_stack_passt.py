@@ -1,14 +1,12 @@
 """`--stack passt`: smoke cases of the suite against passt with their Allure
 labels, passt's host side, and the StreamLink that carries its frames (the
 link is tested without root, on a socket pair)."""
-import json
 from pathlib import Path
 import shutil
 import socket
-import subprocess
-import sys
 
 import pytest
+from smoke import run_smoke
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
@@ -73,16 +71,10 @@ def test_passt_reaches_only_its_forwarded_ports():
 @pytest.mark.root
 @installed
 def test_smoke_cases_pass_against_passt_with_its_label(tmp_path):
-    results = tmp_path / "allure"
-    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "conformance/", "--stack", "passt",
-                        "-k", SMOKE, "-q", f"--alluredir={results}"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:]
-    assert "4 passed" in r.stdout, r.stdout[-3000:]
-    found = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
+    r, found = run_smoke("passt", SMOKE, tmp_path)
+    assert r.returncode == 0 and "4 passed" in r.stdout, r.stdout[-3000:]
     assert len(found) == 4
-    for res in found:
-        labels = {l["name"]: l["value"] for l in res["labels"]}
+    for res, labels, _ in found:
         assert res["status"] == "passed", res["fullName"]
         assert labels.get("stack") == "passt", res["fullName"]
         assert labels.get("case") in ("teardown.fin-sequence-numbers", "isn.unpredictable")

@@ -3,10 +3,9 @@ Allure labels, the pump's control lines, slirp's states as the suite reads
 them, and the host side's option policy. The parsing of slirp's connection
 table is tested without root."""
 import json
-import subprocess
-import sys
 
 import pytest
+from smoke import run_smoke
 
 from conftest import ROOT
 from faults import Fault, FaultPlugin
@@ -91,16 +90,10 @@ def slirp(request):
 @pytest.mark.root
 @built
 def test_smoke_cases_pass_against_slirp_with_its_label(tmp_path):
-    results = tmp_path / "allure"
-    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:randomly", "conformance/", "--stack", "slirp",
-                        "-k", SMOKE, "-q", f"--alluredir={results}"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:]
-    assert "4 passed" in r.stdout, r.stdout[-3000:]
-    found = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
+    r, found = run_smoke("slirp", SMOKE, tmp_path)
+    assert r.returncode == 0 and "4 passed" in r.stdout, r.stdout[-3000:]
     assert len(found) == 4
-    for res in found:
-        labels = {l["name"]: l["value"] for l in res["labels"]}
+    for res, labels, _ in found:
         assert res["status"] == "passed", res["fullName"]
         assert labels.get("stack") == "slirp", res["fullName"]
         assert labels.get("case") in ("teardown.fin-sequence-numbers", "teardown.time-wait-fin-retransmission")
