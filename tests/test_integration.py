@@ -333,3 +333,20 @@ def test_an_unbuilt_agent_is_one_line_saying_what_to_run(pytester, monkeypatch, 
     assert result.ret == 4
     errors = [l for l in result.errlines if l.strip()]
     assert len(errors) == 1 and f"python3 -m harness.setup --stack {name}" in errors[0], errors
+
+
+@pytest.mark.parametrize("name", ["lwip", "lwipv6", "slirp"])
+def test_an_agent_older_than_its_source_is_one_line_saying_what_to_run(pytester, monkeypatch, tmp_path, name):
+    """A checkout that changed the agent's C source since set-up: the run
+    stops before any case, rather than judging the stack by an old agent."""
+    from harness.stacks import stack_class
+    cls = stack_class(name)
+    newer = tmp_path / "agent.c"
+    newer.write_text("")
+    os.utime(newer, (cls.agent_path().stat().st_mtime + 10,) * 2)
+    monkeypatch.setattr(cls, "sources", (*cls.sources, newer))
+    result = pytester.runpytest_inprocess("-p", "harness.plugin", "--stack", name)
+    assert result.ret == 4
+    errors = [l for l in result.errlines if l.strip()]
+    assert len(errors) == 1 and "older than its source" in errors[0] \
+        and f"python3 -m harness.setup --stack {name}" in errors[0], errors

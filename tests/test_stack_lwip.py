@@ -1,21 +1,14 @@
 """`--stack lwip`: smoke cases of the suite against lwIP with their Allure
 labels, and the lwIP agent's side of the app-control protocol."""
-import json
-import os
-import select
-import time
 
 import pytest
-from smoke import run_smoke
+from smoke import raw_request, run_smoke, started
 
-from conftest import ROOT
 from faults import Fault, FaultPlugin, assert_case_passes
 from harness.connection import Connection
 from harness.plugin import STATE
 from harness.agent import AppError
-from harness.stacks import StackConfig
 from harness.stacks.lwip import LwipStack
-from harness.trace import Trace
 
 pytestmark = [
     pytest.mark.root,
@@ -38,21 +31,7 @@ def test_smoke_cases_pass_against_lwip_with_its_label(tmp_path):
 
 @pytest.fixture(params=["ipv4", "ipv6"])
 def lwip(request):
-    st = LwipStack(StackConfig(request.param, Trace())).start()
-    try:
-        yield st
-    finally:
-        st.close()
-
-
-def _raw(stack, line: bytes) -> dict:
-    """Send one raw request line to the agent and read its reply line."""
-    os.write(stack.proc.stdin.fileno(), line + b"\n")
-    out, deadline = b"", time.monotonic() + 5
-    while not out.endswith(b"\n"):
-        assert select.select([stack.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))[0], "no reply"
-        out += os.read(stack.proc.stdout.fileno(), 65536)
-    return json.loads(out)
+    yield from started(LwipStack, request.param)
 
 
 def test_agent_speaks_protocol_1(lwip):
@@ -86,9 +65,9 @@ def test_agent_errors_are_errno_names_with_a_reason(lwip):
     with pytest.raises(AppError) as e:
         lwip.app.close(conn)
     assert e.value.error == "EBADF"
-    assert _raw(lwip, b"not json")["error"] == "EINVAL"
-    assert _raw(lwip, b'{"op": "hel\\u006co", "x": [1, {"y": "\\ud83d\\ude00\\n"}], "z": -1.5e3}')["version"] == 1
-    assert _raw(lwip, b'{"op": "listen", "family": "ipv4", "address": "198.18.0.1", "port": 70000}')["error"] == "EINVAL"
+    assert raw_request(lwip, b"not json")["error"] == "EINVAL"
+    assert raw_request(lwip, b'{"op": "hel\\u006co", "x": [1, {"y": "\\ud83d\\ude00\\n"}], "z": -1.5e3}')["version"] == 1
+    assert raw_request(lwip, b'{"op": "listen", "family": "ipv4", "address": "198.18.0.1", "port": 70000}')["error"] == "EINVAL"
 
 
 def test_an_option_lwip_lacks_skips_the_case_and_a_typo_fails_it(run_case, pytester):

@@ -7,23 +7,16 @@ agent speaks the app-control protocol and says what lwIPv6 lacks (TCP state,
 half-close, most options), which skips a case, never fails it. Skipped, with
 one line saying how to build it, when the agent is not built.
 """
-import json
-import os
-import select
-import time
 
 import pytest
-from smoke import run_smoke
+from smoke import raw_request, run_smoke, started
 
-from conftest import ROOT
 from faults import Fault, FaultPlugin
 from readme import SMOKE as README_SMOKE, fresh_clone, run_readme
 from harness import rules
 from harness.agent import AppError
 from harness.plugin import STATE
-from harness.stacks import StackConfig
 from harness.stacks.lwipv6 import Lwipv6Stack
-from harness.trace import Trace
 
 pytestmark = [
     pytest.mark.root,
@@ -60,21 +53,7 @@ def test_smoke_cases_against_lwipv6_pass_or_deviate_as_documented(tmp_path):
 
 @pytest.fixture(params=["ipv4", "ipv6"])
 def lwipv6(request):
-    st = Lwipv6Stack(StackConfig(request.param, Trace())).start()
-    try:
-        yield st
-    finally:
-        st.close()
-
-
-def _raw(stack, line: bytes) -> dict:
-    """Send one raw request line to the agent and read its reply line."""
-    os.write(stack.proc.stdin.fileno(), line + b"\n")
-    out, deadline = b"", time.monotonic() + 5
-    while not out.endswith(b"\n"):
-        assert select.select([stack.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))[0], "no reply"
-        out += os.read(stack.proc.stdout.fileno(), 65536)
-    return json.loads(out)
+    yield from started(Lwipv6Stack, request.param)
 
 
 def test_agent_speaks_protocol_1_without_state(lwipv6):
@@ -92,7 +71,7 @@ def test_agent_speaks_protocol_1_without_state(lwipv6):
     with pytest.raises(AppError) as e:
         lwipv6.state_of(7, 40000)
     assert e.value.error == "EOPNOTSUPP" and "capability 'state'" in e.value.message
-    assert _raw(lwipv6, b'{"op": "state"}')["error"] == "EOPNOTSUPP"
+    assert raw_request(lwipv6, b'{"op": "state"}')["error"] == "EOPNOTSUPP"
 
 
 def test_agent_errors_are_errno_names_with_a_reason(lwipv6):
@@ -123,9 +102,9 @@ def test_agent_errors_are_errno_names_with_a_reason(lwipv6):
     with pytest.raises(AppError) as e:
         lwipv6.app.close(listener)
     assert e.value.error == "EBADF"
-    assert _raw(lwipv6, b"not json")["error"] == "EINVAL"
-    assert _raw(lwipv6, b'{"op": "hel\\u006co", "x": [1, {"y": "\\ud83d\\ude00\\n"}], "z": -1.5e3}')["version"] == 1
-    assert _raw(lwipv6, b'{"op": "listen", "family": "ipv4", "address": "198.18.0.1", "port": 70000}')["error"] == "EINVAL"
+    assert raw_request(lwipv6, b"not json")["error"] == "EINVAL"
+    assert raw_request(lwipv6, b'{"op": "hel\\u006co", "x": [1, {"y": "\\ud83d\\ude00\\n"}], "z": -1.5e3}')["version"] == 1
+    assert raw_request(lwipv6, b'{"op": "listen", "family": "ipv4", "address": "198.18.0.1", "port": 70000}')["error"] == "EINVAL"
 
 
 def test_what_lwipv6_lacks_skips_the_case_naming_it(run_case, pytester):

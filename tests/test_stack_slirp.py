@@ -5,14 +5,11 @@ table is tested without root."""
 import json
 
 import pytest
-from smoke import run_smoke
+from smoke import run_smoke, started
 
-from conftest import ROOT
 from faults import Fault, FaultPlugin
 from harness.agent import AppError
-from harness.stacks import StackConfig
 from harness.stacks.slirp import FORWARD_PORTS, SlirpHost, SlirpStack
-from harness.trace import Trace
 
 built = pytest.mark.skipif(not SlirpStack.agent_path().exists(),
                            reason="the slirp pump is not built: run python3 -m harness.setup --stack slirp")
@@ -80,11 +77,7 @@ def test_a_forwarding_rule_per_connect_above_the_ephemeral_ports():
 
 @pytest.fixture(params=["ipv4", "ipv6"])
 def slirp(request):
-    st = SlirpStack(StackConfig(request.param, Trace())).start()
-    try:
-        yield st
-    finally:
-        st.close()
+    yield from started(SlirpStack, request.param)
 
 
 @pytest.mark.root

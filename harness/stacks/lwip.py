@@ -40,6 +40,7 @@ def _run(cmd: list, what: str, **kw) -> subprocess.CompletedProcess:
 
 
 class LwipStack(TapStack):
+    sources = (SOURCE, PROTO)
     name = "lwip"
     capabilities = frozenset({APP, STATE})
     families = ("ipv4", "ipv6")
@@ -71,7 +72,7 @@ class LwipStack(TapStack):
         if not TAPIF_H.exists() or shutil.which("gcc") is None or shutil.which("pkg-config") is None:
             apt_install(PACKAGES, "the lwIP agent")
         agent = cls.agent_path()
-        if agent.exists() and agent.stat().st_mtime >= max(SOURCE.stat().st_mtime, PROTO.stat().st_mtime):
+        if cls.built():
             return
         flags = _run(["pkg-config", "--cflags", "--libs", "lwip"], "apt-get install pkg-config")
         if flags.returncode != 0:

@@ -35,6 +35,7 @@ NO_STATE = ("lwIPv6 cannot report TCP state (capability 'state'): its API, lwipv
 
 
 class Lwipv6Stack(TapStack):
+    sources = (SOURCE, PROTO)
     name = "lwipv6"
     capabilities = frozenset({APP})
     families = ("ipv4", "ipv6")
@@ -67,7 +68,7 @@ class Lwipv6Stack(TapStack):
         if shutil.which("gcc") is None:
             raise StackError("gcc is not installed: apt-get install gcc (the lwIPv6 agent is built with it)")
         agent = cls.agent_path()
-        if agent.exists() and agent.stat().st_mtime >= max(SOURCE.stat().st_mtime, PROTO.stat().st_mtime):
+        if cls.built():
             return
         agent.parent.mkdir(parents=True, exist_ok=True)
         cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-o", str(agent), str(SOURCE), "-llwipv6", "-lpthread", "-lm"]

@@ -136,6 +136,7 @@ class SlirpHost(ProxiedHost):
 
 
 class SlirpStack(TapStack):
+    sources = (SOURCE,)
     name = "slirp"
     capabilities = frozenset({APP, STATE})
     families = ("ipv4", "ipv6")
@@ -175,7 +176,7 @@ class SlirpStack(TapStack):
         if shutil.which("gcc") is None:
             raise StackError("gcc is not installed: apt-get install gcc (the slirp pump is built with it)")
         agent = cls.agent_path()
-        if agent.exists() and agent.stat().st_mtime >= SOURCE.stat().st_mtime:
+        if cls.built():
             return
         agent.parent.mkdir(parents=True, exist_ok=True)
         # Not pkg-config: slirp.pc requires glib-2.0.pc, which libslirp-dev does

@@ -56,11 +56,23 @@ class TapStack(Stack):
         protocol itself, on its stdin and stdout (`transport`)."""
         return App(transport, self.family, self.sut_addr)
 
+    sources: tuple = ()        # the agent's C sources: a binary older than one of them is stale
+
+    @classmethod
+    def built(cls) -> bool:
+        """The agent exists and is newer than each of its sources."""
+        agent = cls.agent_path()
+        return agent.exists() and all(agent.stat().st_mtime >= src.stat().st_mtime for src in cls.sources)
+
     @classmethod
     def check(cls, options: dict) -> None:
-        """Before anything starts: the agent must be built (one line if not)."""
+        """Before anything starts: the agent must be built from its current
+        sources (one line if not)."""
         if not cls.agent_path().exists():
             raise StackError(f"the {cls.name} agent is not built: run python3 -m harness.setup --stack {cls.name}")
+        if not cls.built():
+            raise StackError(f"the {cls.name} agent is older than its source: "
+                             f"run python3 -m harness.setup --stack {cls.name}")
 
     @classmethod
     def setup(cls) -> None:
