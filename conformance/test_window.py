@@ -25,14 +25,15 @@ BURST_GAP = 0.01                # a slow SUT's flight comes with gaps of some mi
 NO_WSCALE = [("MSS", 1460), ("NOP", None), ("NOP", None), ("EOL", None)]
 SWS_OVERRIDE_MIN = 0.1          # RFC 9293 §3.8.6.2.1: the override timeout, 0.1 to 1.0 s
 SWS_WINDOW = 5 * 1460           # five full segments: the first flight fills it
-READS = 160                     # reads of 100 octets before the SUT must have reopened its window
+READS = 160                     # reads of 100 octets, before larger ones, while the SUT reopens its window
 
 
 def _open(peer, app, options, window: int, sndbuf: int | None = None):
     """A connection the SUT accepted, our SYN with `options`, our window
     field `window` from the start: its id."""
     listener = app.listen(peer.sut_port)
-    peer.syn_options = options
+    mss = dict(peer.syn_options).get("MSS")     # the peer's own: what an MTU of 1500 carries in its family
+    peer.syn_options = [("MSS", mss) if kind == "MSS" and mss else (kind, value) for kind, value in options]
     peer.window = window
     peer.connect()
     conn = app.accept(listener)
@@ -101,8 +102,11 @@ def _first_flight(peer, start: int) -> int:
 
 @pytest.mark.case("window.unsigned")
 @pytest.mark.requires("app")
-def test_window_above_32767_is_unsigned(stack, peer, app, observed):
+def test_window_above_32767_is_unsigned(stack, peer, app, profile, observed):
     """No window scaling, a window field of 60000: the SUT keeps more than 32767 octets in flight."""
+    if profile.has("send_buffer") and profile.value("send_buffer") <= 32768:
+        pytest.skip(f"stack {stack.name} has a send buffer of {profile.value('send_buffer')} octets, fixed: it "
+                    f"cannot keep more than 32767 octets in flight, so a window's sign cannot show")
     conn = _open(peer, app, NO_WSCALE, 60000, sndbuf=1 << 20)
     widest = _widest_flight(peer, app, conn, 16 * 60000, 32767, "RFC9293/MUST-1", "a window field of 60000")
     observed["widest_flight"] = widest
@@ -143,9 +147,19 @@ def test_sender_copes_with_a_shrunk_window(stack, peer, app, profile, tolerance,
     conn = _open(peer, app, NO_WSCALE, 8000, sndbuf=1 << 20)
     data = bytes(range(256)) * 80                     # 20480 octets
     data = data[:app.send(conn, data)]
-    start = peer.rcv_nxt
+    begin = start = peer.rcv_nxt
     flight_end = _first_flight(peer, start)          # up to the window of 8000, not acknowledged
-    require(seq_diff(flight_end, start) > 4000, "RFC9293/MUST-34", "the SUT sends its first flight",
+    # A small initial window (slirp's two segments, lwIPv6's one) holds less:
+    # whole flights are acknowledged, the window still 8000, until slow start
+    # has grown one past 4000 octets.
+    for _ in range(3):
+        if seq_diff(flight_end, start) > 4000:
+            break
+        peer.rcv_nxt = start = flight_end
+        peer.send("A")
+        flight_end = _first_flight(peer, start)
+    require(seq_diff(flight_end, start) > 4000, "RFC9293/MUST-34", "the SUT sends a flight of more than 4000 "
+            "octets into a window of 8000 (growing it from its initial window by acknowledging whole flights)",
             "more than 4000 octets", f"{seq_diff(flight_end, start)}")
     sent_max = flight_end
     # Acknowledge the first segment with a window of 2000: the right edge
@@ -187,9 +201,9 @@ def test_sender_copes_with_a_shrunk_window(stack, peer, app, profile, tolerance,
     # Open the window (acknowledging what came in order meanwhile): everything arrives.
     peer.window = 65535
     peer.send("A")
-    got = receive_rest(peer, seq_add(start, len(data)))
+    got = receive_rest(peer, seq_add(begin, len(data)))
     require(got, "RFC9293/MUST-34", "the window opened again: the transfer completes",
-            f"data up to {peer.rel_sut(seq_add(start, len(data)))}", f"data up to {peer.rel_sut(peer.rcv_nxt)}")
+            f"data up to {peer.rel_sut(seq_add(begin, len(data)))}", f"data up to {peer.rel_sut(peer.rcv_nxt)}")
     profile.conclude(b)
 
 
@@ -401,9 +415,14 @@ def test_window_reopens_in_worthwhile_steps(stack, peer, app, observed):
                 chunk=full_segment(stack, peer))
     taken = seq_diff(peer.snd_nxt, peer.iss + 1)
     step = min(taken // 2, full_segment(stack, peer))
-    offered = []
-    for n in range(READS):
-        app.recv(conn, max=100, timeout=0.5)
+    offered, read = [], 0
+    # Reads of 100 octets, then of 1000 up to all the SUT took: a stack whose
+    # application sits behind a proxy's host sockets (slirp) frees its own
+    # buffer only once the host's buffers have drained.
+    for n in range(READS + taken // 1000 + 1):
+        if read >= taken:
+            break
+        read += len(app.recv(conn, max=100 if n < READS else 1000, timeout=0.5))
         seg = _probe(peer)
         if seg is None:
             continue
@@ -412,10 +431,11 @@ def test_window_reopens_in_worthwhile_steps(stack, peer, app, observed):
             offered.append(win)
         unit = 1 << (peer.sut_wscale or 0)
         require(win == 0 or win > step - unit, "RFC9293/MUST-39",
-                f"receiver SWS avoidance: after {100 * (n + 1)} octets read, the window offered is zero or at "
+                f"receiver SWS avoidance: after {read} octets read, the window offered is zero or at "
                 f"least min(half the buffer, one MSS) = {step}", f"0 or >= {step}", peer.describe(seg))
         if win:
             break
     observed["windows_offered"] = offered
-    require(offered, "RFC9293/MUST-39", "the window opens once the application has read enough",
-            "a window of at least one MSS", f"the window stayed closed after {100 * READS} octets read")
+    observed["octets_read_before_it_opened"] = read
+    require(offered, "RFC9293/MUST-39", "the window opens once the application has read what it was sent",
+            "a window of at least one MSS", f"the window stayed closed after {read} of {taken} octets read")

@@ -288,6 +288,10 @@ class BoundProfile:
         self.observed[name] = value
         return value
 
+    def has(self, name: str) -> bool:
+        """Whether the profile documents `name` (a value a stack may lack)."""
+        return name in self.profile.values
+
     def set(self, name: str, value) -> None:
         """Set a value on the SUT (a sysctl in its namespace); skips the case
         when this stack cannot."""

@@ -77,6 +77,13 @@ class Tolerance:
     def latest(self, expected: float) -> float:
         return expected + self.allowed(expected)
 
+    def doubled(self, times: int) -> "Tolerance":
+        """For a timer doubled `times` times by a backoff: its length was
+        rounded to whole ticks before it was doubled, so the rounding doubles
+        with it (Linux 6.1 under UML, 10 ms jiffies: 0.201 s is 21 jiffies,
+        0.84 s after two doublings)."""
+        return Tolerance(self.absolute, self.relative, self.granularity * 2 ** times)
+
 
 @steps.check(steps.interval)
 def require_interval(seen: float, expected: float, tolerance: Tolerance, requirement: str, what: str) -> None:

@@ -106,7 +106,7 @@ CONTROLS = [
     ("receiver-shrinks", "test_window.py::test_receive_window_closes_without_shrinking_and_stays_closed",
      Fault("A", nth=2, action="window", offset=-2), (), "RFC9293/SHLD-14"),
     ("receiver-silly-window", "test_window.py::test_window_reopens_in_worthwhile_steps",
-     Patch("test_window", "_full", lambda peer: 60000), (), "RFC9293/MUST-39"),
+     Patch("test_window", "full_segment", lambda stack, peer: 60000), (), "RFC9293/MUST-39"),
     # ICMP
     ("icmp-not-demultiplexed", "test_icmp.py::test_soft_error_reaches_its_connection_only", STALE, (),
      "RFC9293/MUST-54"),

@@ -495,3 +495,10 @@ def test_a_neighbour_advertisement_answers_our_solicitation_only_if_it_says_so(d
           ICMPv6ND_NA(tgt="2001:2::1", S=solicited, O=0) / ICMPv6NDOptDstLLAddr(lladdr="02:02:03:04:05:06"))
     assert link._upkeep(bytes(na)) is None
     assert (link.answered, link.sut_mac) == (answered, "02:02:03:04:05:06")
+
+
+def test_a_doubled_timer_carries_its_tick_rounding_doubled():
+    t = Tolerance(0.025, 0.125, granularity=0.01)
+    assert t.doubled(0) == t
+    assert t.doubled(2).allowed(0.8) == pytest.approx(0.1 + 0.04)     # 84 jiffies of 10 ms for 4 x 0.201 s
+    assert not t.within(0.804, 0.920) and t.doubled(2).within(0.804, 0.920)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from . import ADDRESSES, APP, STATE, StackError
 from ..agent import App, AppError, StreamTransport
+from ..netns import write_sysctl
 from ..setup import apt_install, package_version
 from .proxied import LOOPBACK, ProxiedHost
 from .tap import BUILD, TapStack
@@ -135,6 +136,9 @@ class SlirpHost(ProxiedHost):
         return {"sockets": out}
 
 
+HOST_BUFFERS = "4096 16384 65536"   # the host side's socket buffers: min, default, max (octets)
+
+
 class SlirpStack(TapStack):
     sources = (SOURCE,)
     name = "slirp"
@@ -157,6 +161,17 @@ class SlirpStack(TapStack):
     def _socket(self, family: int) -> socket.socket:
         with self.ns.entered():
             return socket.socket(family, socket.SOCK_STREAM)
+
+    def _configure(self) -> None:
+        super()._configure()
+        # slirp's application is the host: what the guest sends goes into
+        # slirp's socket buffer, then into the kernel buffers of its host-side
+        # socket and of the application's, which grow to megabytes on their
+        # own (tcp_wmem, tcp_rmem). Bounded here, an application that reads
+        # nothing closes slirp's window to the guest after a few hundred KB,
+        # as a full application buffer would.
+        for key in ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"):
+            write_sysctl(key, HOST_BUFFERS)
 
     def version(self) -> str:
         pkg = package_version("libslirp0")
