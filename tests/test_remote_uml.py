@@ -5,6 +5,7 @@ and its directory are gone afterwards, also when it does not come up and
 when its owner is killed outright."""
 from pathlib import Path
 import os
+import re
 import select
 import subprocess
 import sys
@@ -59,7 +60,9 @@ def test_quick_suite_against_linux_6_1(uml, tmp_path):
     failures = run.stdout[run.stdout.find("= FAILURES ="):][:12000]      # each failure with its trace
     assert not failed and run.returncode == 0, f"{failed}\n{failures or run.stdout[-3000:]}\nconsole: {uml.console[-10:]}"
     skips = {t: m for t, (v, m) in verdicts.items() if v == "skipped"}
-    assert all(m.startswith("stack remote ") for m in skips.values()), f"skips that are no capability: {skips}"
+    # a capability 6.1 lacks, or a variant of a case that has no meaning in one family
+    assert all(m.startswith("stack remote ") or re.search(r"IPv[46]|ipv[46]|ICMPv6", m) for m in skips.values()), \
+        f"skips that are neither a capability nor a family's: {skips}"
     counts = {v: sum(1 for x, _ in verdicts.values() if x == v) for v in ("passed", "xfailed", "skipped")}
     assert counts["passed"] > 50 and counts["xfailed"] > 0, counts
     # 6.1 lacks tcp_rto_max_ms: the variant that shortens the cap is skipped, saying so
