@@ -52,7 +52,7 @@ from .link import kernel_stamps_on
 from .peer import Peer
 from . import steps, testpage
 from .render import exchange, ladder, svg
-from .stacks import APP, SYSCTL, StackConfig, StackError, check_options, stack_class
+from .stacks import APP, SYSCTL, STATE as STATE_CAPABILITY, StackConfig, StackError, check_options, stack_class
 from .trace import Trace
 from .verdict import ConformanceFailure, Tolerance, TimingFailure
 
@@ -547,6 +547,14 @@ def peer(stack, rng, case) -> Peer:
     sut_port = getattr(stack, "server_port", None) or rng.randrange(1024, 32768)
     if sut_port == port:
         sut_port += 1
+    if getattr(stack, "outlives_case", False) and STATE_CAPABILITY in stack.capabilities \
+            and not getattr(stack, "server_port", None):
+        # A host that outlives the case still holds earlier cases' connections
+        # (TIME-WAIT, orphans sending their FIN): a port none of them uses.
+        for _ in range(16):
+            if sut_port != port and not stack.states(sut_port):
+                break
+            sut_port = rng.randrange(1024, 32768)
     return Peer(stack.link, stack.family, stack.peer_addr, stack.sut_addr, port, sut_port, rng,
                 requirement=case.requirements[0])
 

@@ -114,6 +114,8 @@ class RemoteStack(Stack):
                              f"(ethtool -K IFACE tx off) and run again")
         return []
 
+    outlives_case = True     # the host keeps its sockets from case to case (see the peer fixture)
+
     def __init__(self, config):
         opts = config.options
         self.check(opts)
