@@ -121,6 +121,7 @@ class Result:
     variant: str = ""          # the test's parameters other than the family ("default", "retries-2")
     pcap: tuple | None = None  # (attachment file, name of the capture beside the report)
     allure_id: str = ""        # the result's id in the Allure 3 report: md5 of its uuid
+    directory: Path | None = None   # the results directory it was read from
 
     @property
     def changed(self) -> set:
@@ -175,7 +176,8 @@ def parse_result(data: dict, categories: list, attachment=lambda source: None, d
                   level=labels.get("tag", [""])[0], requirements=tuple(labels.get("requirement", [])),
                   seeds=tuple(labels.get("seed", [])), observed=observed, stop=int(data.get("stop") or 0),
                   variant=labels.get("variant", [""])[0], pcap=pcap,
-                  allure_id=hashlib.md5(data["uuid"].encode()).hexdigest() if data.get("uuid") else "")
+                  allure_id=hashlib.md5(data["uuid"].encode()).hexdigest() if data.get("uuid") else "",
+                  directory=directory)
 
 
 def load_results(dirs: list[Path], categories: list | None = None) -> list[Result]:
@@ -204,6 +206,11 @@ def load_results(dirs: list[Path], categories: list | None = None) -> list[Resul
             if key not in latest or latest[key].stop <= r.stop:
                 latest[key] = r
     return list(latest.values())
+
+
+def stack_slug(stack: str) -> str:
+    """A stack's name as a directory name ("remote:linux-6.1" -> "remote-linux-6.1")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stack)
 
 
 def stacks_of(results: list[Result]) -> list[str]:
@@ -304,10 +311,13 @@ class Context:
     catalog: dict
     sources: list
     report: str | None = None                     # href of the Allure report, when there is one
+    # (with "{stack}" in it where each stack has a report of its own)
 
     def allure_href(self, r: Result) -> str | None:
         """The result's page in the Allure report."""
-        return f"{self.report}#{r.allure_id}" if self.report and r.allure_id else None
+        if not (self.report and r.allure_id):
+            return None
+        return f"{self.report.format(stack=stack_slug(r.stack))}#{r.allure_id}"
 
 
 PAGES: dict[str, tuple[str, Callable]] = {}      # name -> (title in the navigation, builder)
@@ -1090,6 +1100,32 @@ def build_html(dirs: list[Path], results: list[Result], out: Path, pages: list[P
     return index
 
 
+def build_per_stack(dirs: list[Path], results: list[Result], out: Path, pages: list[Path]) -> Path:
+    """One Allure report per stack (OUT/<stack>/index.html), from the
+    results directories that hold that stack's results, and OUT/index.html
+    listing them with each stack's verdict."""
+    by_stack: dict = {}
+    for r in results:
+        by_stack.setdefault(r.stack, set()).add(r.directory)
+    mixed = [d for d in dirs if sum(d in ds for ds in by_stack.values()) > 1]
+    if mixed:
+        raise ReportError(f"too large for one file, and {mixed[0]} holds several stacks' results: "
+                          f"report them one directory per stack")
+    if out.exists():
+        shutil.rmtree(out)
+    rows = []
+    for stack in stacks_of(results):
+        mine = [r for r in results if r.stack == stack]
+        build_html([d for d in dirs if d in by_stack[stack]], mine, out / stack_slug(stack), pages)
+        rows.append(f'<li><a href="{stack_slug(stack)}/index.html">{html.escape(stack)}</a>: '
+                    f'{html.escape(verdict_line(mine))}</li>')
+    index = out / "index.html"
+    index.write_text(f'<!doctype html><html><head><meta charset="utf-8"><title>tcpconf: {len(rows)} stacks'
+                     f'</title></head><body><h1>tcpconf: one Allure report per stack</h1><ul>{"".join(rows)}</ul>'
+                     f'<p>' + " · ".join(f'<a href="../{p.name}">{p.stem}</a>' for p in pages) + '</p></body></html>')
+    return index
+
+
 def copy_pcaps(results: list[Result], into: Path) -> int:
     """Each test's capture under the name its page links to (../pcaps/NAME)."""
     if into.exists():
@@ -1130,23 +1166,40 @@ def main(argv=None) -> int:
                               f"--alluredir={sources[0]} first")
         out.mkdir(parents=True, exist_ok=True)
         html_report = command in ("all", "html") or (out / "html" / "index.html").exists()
-        ctx = Context(results, load_catalog(), sources, "html/index.html" if html_report else None)
-        built = []
-        for name, (title, builder) in PAGES.items():       # first: the report carries them
-            if command not in ("all", name):
-                continue
-            files = builder(ctx)
-            for fname, text in files.items():
-                (out / fname).write_text(text)
-            built += [out / f for f in files if f.endswith(".html")]
-            print(f"report: {title}: {', '.join(str(out / f) for f in files)} ({len(results)} results, "
-                  f"stacks {', '.join(stacks_of(results))})")
+        catalog = load_catalog()
+
+        def build_pages(report: str | None, quiet: bool = False) -> list[Path]:
+            ctx, built = Context(results, catalog, sources, report), []
+            for name, (title, builder) in PAGES.items():       # first: the report carries them
+                if command not in ("all", name):
+                    continue
+                files = builder(ctx)
+                for fname, text in files.items():
+                    (out / fname).write_text(text)
+                built += [out / f for f in files if f.endswith(".html")]
+                if not quiet:
+                    print(f"report: {title}: {', '.join(str(out / f) for f in files)} ({len(results)} results, "
+                          f"stacks {', '.join(stacks_of(results))})")
+            return built
+
+        built = build_pages("html/index.html" if html_report else None)
         if command in ("all", "html"):
             started = time.monotonic()
             try:
-                index = build_html(dirs, results, out / "html", built)
+                try:
+                    index = build_html(dirs, results, out / "html", built)
+                    what = "one file"
+                except ReportError as e:
+                    if "too large" not in str(e) or len(stacks_of(results)) < 2:
+                        raise
+                    # Allure's single file holds a string the size of the whole report
+                    # (a JavaScript string: under 512 MB): several stacks' full runs
+                    # exceed it. One report per stack, and an index of them.
+                    built = build_pages("html/{stack}/index.html", quiet=True)
+                    index = build_per_stack(dirs, results, out / "html", built)
+                    what = f"too large for one file: one per stack in {out / 'html'}/<stack>/, listed here,"
                 n = copy_pcaps(results, out / "pcaps")
-                print(f"report: {index} ({time.monotonic() - started:.1f} s; one file, opens from disk, with "
+                print(f"report: {index} ({time.monotonic() - started:.1f} s; {what} opens from disk, with "
                       f"{', '.join(p.name for p in built) or 'no page'} inside; {n} captures in {out / 'pcaps'})")
             except ReportError as e:
                 if command == "html":

@@ -576,3 +576,28 @@ def test_a_documented_deviation_is_a_failed_result_naming_its_rule_never_a_skip(
     last = res["steps"][-1]
     assert last["status"] == "failed" and "departs from the rule: a documented deviation" in last["name"]
     assert "Documented deviation from a MUST rule: not conformant" in res["descriptionHtml"]
+
+
+def test_a_merge_too_large_for_one_file_gets_one_report_per_stack(two_stacks, tmp_path, monkeypatch):
+    """Allure's single file holds the whole report in one JavaScript string:
+    several stacks' full runs (the workflow's report job) exceed it. Then
+    each stack gets its own report and html/index.html lists them."""
+    calls = []
+
+    def generate(dirs, results, out, pages=()):
+        stacks = report.stacks_of(results)
+        calls.append(stacks)
+        if len(stacks) > 1:
+            raise report.ReportError("allure generate failed (exit 1): The report is too large to be generated "
+                                     "in the single file mode!")
+        out.mkdir(parents=True)
+        (out / "index.html").write_text(f"report of {stacks[0]}")
+        return out / "index.html"
+
+    monkeypatch.setattr(report, "build_html", generate)
+    linux, lwip = two_stacks
+    assert report.main([str(linux), str(lwip), "--out", str(tmp_path / "out")]) == 0
+    assert calls == [["linux", "lwip"], ["linux"], ["lwip"]]
+    index = (tmp_path / "out" / "html" / "index.html").read_text()
+    assert '<a href="linux/index.html">linux</a>: NOT CONFORMANT' in index and '<a href="lwip/index.html">' in index
+    assert (tmp_path / "out" / "html" / "lwip" / "index.html").read_text() == "report of lwip"
