@@ -19,7 +19,8 @@ SPACING = 0.02                  # between segments the SUT must treat one by one
 
 
 def _acks_of(peer, sent_seg, within: float):
-    """Wait for the ACK that covers `sent_seg`; (its delay, the ACKs seen on the way)."""
+    """Wait for the ACK that covers `sent_seg`; the time the SUT held it
+    (the round trip of a path the link adds is not the SUT's)."""
     end = sent_seg.end
     deadline = time.monotonic() + within
     while True:
@@ -27,7 +28,7 @@ def _acks_of(peer, sent_seg, within: float):
         if seg is None:
             return None
         if seg.has_ack and seq_diff(seg.ack, end) >= 0:
-            return seg.t - sent_seg.t
+            return seg.t - sent_seg.t - peer.link.path_time(sent_seg.raw, "peer") - peer.link.path_time(seg.raw, "sut")
 
 
 

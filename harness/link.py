@@ -79,11 +79,13 @@ class Link:
         """The kernel's stamp of a packet just written, where there is one."""
         return t
 
-    def _delay(self, raw: bytes, sent_by: str) -> float:
+    def path_time(self, raw: bytes, sent_by: str) -> float:
+        """The seconds this packet spends on the path the `delays` make
+        ("peer": ours, on its way to the SUT; "sut": the SUT's, to us)."""
         return sum(d(raw, sent_by) for d in self.delays) if self.delays else 0.0
 
     def send(self, raw: bytes):
-        delay = self._delay(raw, "peer")
+        delay = self.path_time(raw, "peer")
         if delay > 0:
             t = time.monotonic()
             if self._wire is None:
@@ -101,7 +103,7 @@ class Link:
         return entry
 
     def _arrive(self, raw: bytes, t: float) -> None:
-        delay = self._delay(raw, "sut")
+        delay = self.path_time(raw, "sut")
         if delay > 0:
             heapq.heappush(self._held, (t + delay, next(self._order), raw))
         else:
