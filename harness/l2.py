@@ -31,8 +31,10 @@ Rules of this file:
 from __future__ import annotations
 
 import fcntl
+import select
 import socket
 import struct
+import threading
 import time
 
 from scapy.layers.inet6 import (ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6,
@@ -279,7 +281,8 @@ class StreamLink(EthernetLink):
     def __init__(self, trace, sock: socket.socket, mac: str, addresses: dict, sut_addr: str, name: str = "stream"):
         super().__init__(trace, name, mac, addresses, sut_addr)
         self.sock = sock
-        self.sock.setblocking(False)
+        self.sock.setblocking(False)     # and it stays so: a delayed frame is sent by the link's own thread
+        self.sending = threading.Lock()  # while the case's thread reads; one frame at a time on the stream
         self.buf = b""
 
     def fileno(self) -> int:
@@ -290,14 +293,18 @@ class StreamLink(EthernetLink):
         read it: frames sent at different times reach it as separate reads,
         as on a link, not as one batch (passt handles a batch of one
         4-tuple's segments together, tap.c)."""
-        self.sock.setblocking(True)
-        try:
-            self.sock.sendall(FRAME_LENGTH.pack(len(frame)) + frame)
-        finally:
-            self.sock.setblocking(False)
-        deadline = time.monotonic() + DRAINED_WITHIN
-        while self._unread() and time.monotonic() < deadline:
-            time.sleep(0.0001)
+        with self.sending:
+            data = memoryview(FRAME_LENGTH.pack(len(frame)) + frame)
+            deadline = time.monotonic() + 5.0
+            while data:
+                try:
+                    data = data[self.sock.send(data):]
+                except BlockingIOError:
+                    if not select.select([], [self.sock], [], max(0.0, deadline - time.monotonic()))[1]:
+                        raise LinkError(f"{self.ifname}: the SUT takes no frame for 5 s") from None
+            deadline = time.monotonic() + DRAINED_WITHIN
+            while self._unread() and time.monotonic() < deadline:
+                time.sleep(0.0001)
 
     def _unread(self) -> int:
         """Octets sent that the SUT has not read yet (SIOCOUTQ)."""

@@ -4,6 +4,8 @@ link is tested without root, on a socket pair)."""
 from pathlib import Path
 import shutil
 import socket
+import threading
+import time
 
 import pytest
 from smoke import run_smoke
@@ -52,6 +54,49 @@ def test_stream_link_carries_frames_behind_their_length():
             link._read_ready()
     finally:
         link.close()
+
+
+def test_stream_link_sends_delayed_frames_while_the_case_reads():
+    """With a path delay the link's own thread sends our frames while the
+    case's thread reads the stream: the socket stays non-blocking, so a read
+    with nothing to read returns at once instead of hanging."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    link = StreamLink(Trace(), mine, TESTER, {"ipv4": "198.18.0.2"}, "198.18.0.1")
+    link.sut_mac = SUT
+    link.delays.append(lambda raw, sent_by: 0.001)
+    got = bytearray()
+    drain = threading.Thread(target=lambda: [got.extend(c) for c in iter(lambda: theirs.recv(65536), b"")])
+    drain.start()
+    syn = bytes(IP(src="198.18.0.2", dst="198.18.0.1") / TCP(sport=40000, dport=7, flags="S"))
+
+    def case():
+        for _ in range(300):
+            link.send(syn)
+            for _ in range(20):
+                link._read_ready()             # the SUT sends nothing: each read must return
+
+    reader = threading.Thread(target=case)
+    reader.start()
+    reader.join(timeout=10)
+    hung = reader.is_alive()
+    if hung:
+        theirs.sendall(b"\0")                  # wake the read that blocked
+        reader.join()
+    try:
+        assert not hung, "a read of the stream blocked while the link's thread sent a frame"
+        deadline = time.monotonic() + 5
+        while len(got) < 300 * (FRAME_LENGTH.size + 14 + len(syn)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        frames, at = [], 0
+        while at < len(got):
+            (n,) = FRAME_LENGTH.unpack_from(got, at)
+            frames.append(bytes(got[at + FRAME_LENGTH.size:at + FRAME_LENGTH.size + n]))
+            at += FRAME_LENGTH.size + n
+        assert len(frames) == 300 and all(f[14:] == syn for f in frames)
+    finally:
+        link.close()
+        theirs.close()
+        drain.join()
 
 
 def test_passt_reaches_only_its_forwarded_ports():
