@@ -10,10 +10,11 @@ pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 
 # Tests that run a whole quick suite and judge its timers (the quick run, a
-# remote namespace, user-mode Linux) share the xdist group "suite": with
-# `--dist loadgroup` one runs at a time, beside the light tests, so that
-# one nested suite's traffic does not delay another's kernel timers (on two
-# cores two such runs at once put the first RTO 50-80 ms late).
+# remote namespace, user-mode Linux) and those that set up fresh clones (the
+# README's commands, the workflow's jobs) share the xdist group "suite":
+# with `--dist loadgroup` one runs at a time, beside the light tests, so
+# that a user-mode Linux guest, whose timers are host processes, is not
+# starved by builds and other suites on two cores.
 SUITE_GROUP = "suite"
 
 

@@ -10,7 +10,7 @@ from pyroute2 import IPRoute
 
 from readme import ROOT, SMOKE, ci_command, commands, fresh_clone, run_readme, start_readme
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.xdist_group("suite")]     # see conftest.SUITE_GROUP
 SMOKE_ENV = {"PYTEST_ADDOPTS": SMOKE}
 
 
@@ -79,7 +79,6 @@ def test_gvisor(tmp_path):
                    fresh_clone(tmp_path), SMOKE_ENV), "gVisor")
 
 
-@pytest.mark.xdist_group("suite")
 def test_user_mode_linux(tmp_path):
     from harness.uml import Uml
     if Uml.binary() is None:

@@ -28,6 +28,7 @@ DEVIATING = ("teardown.simultaneous-close", "handshake.old-duplicate-syn")
 SMOKE = "data_on_third_ack or fin_retransmitted_into_time_wait or simultaneous_close or syn_with_other_isn_in_window"
 
 
+@pytest.mark.xdist_group("suite")
 def test_the_readme_command_on_a_fresh_clone(tmp_path):
     """The README's set-up and run for lwIPv6, as written, narrowed to the smoke cases."""
     r = run_readme("python3 -m harness.setup --stack lwipv6 && .venv/bin/pytest conformance/ --stack lwipv6 -n 4",

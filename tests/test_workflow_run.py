@@ -36,7 +36,7 @@ import pytest
 from readme import SMOKE, fresh_clone
 from test_workflow import WORKFLOW, load
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.xdist_group("suite")]     # see conftest.SUITE_GROUP
 RUNNER = "tcpconf-runner"
 SUDOERS = Path("/etc/sudoers.d") / RUNNER
 APT = threading.Lock()       # each container has apt of its own; the jobs here share this machine's
