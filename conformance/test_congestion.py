@@ -153,7 +153,8 @@ def test_slow_start_growth(stack, peer, app, profile, observed, cc):
 
 
 LIMITED_TRANSMIT = {"one-new-segment": 1, "two-new-segments": 2, "none": 0}
-QUIET = 0.1                   # seconds: after a duplicate ACK, what it released has come (three fit in the RTO)
+QUIET = 0.2                   # seconds: after a duplicate ACK, what it released has come (three fit in the RTO;
+                              # a loaded machine sends a released segment up to ~0.1 s late, from ksoftirqd)
 
 
 @pytest.mark.case("rfc5681.fast-retransmit")
@@ -166,7 +167,7 @@ def test_fast_retransmit_and_limited_transmit(stack, peer, app, profile, observe
     b = profile.behaviour(f"cc.limited-transmit.{profile.value('congestion_control')}")
     per_dupack = LIMITED_TRANSMIT[b["answer"]]
     conn, rto = _sender(peer, app, profile, slow_path=True)
-    quiet, at_once = min(QUIET, rto / 8), min(0.5, rto / 2)
+    quiet, at_once = min(QUIET, rto / 5), min(0.5, rto / 2)
     flight = _flight(peer)
     # The first two arrive (so that SND.UNA is past ISS + 1: RFC 6582's
     # "recover" starts at ISS, and a loss of the very first segment would not
