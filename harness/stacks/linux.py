@@ -6,7 +6,11 @@ Rules of this file:
   sysctls from --sysctl and the case applied before any socket exists.
 - The link is a TUN device `tun0` whose descriptor the tester holds, where
   this process can open /dev/net/tun (root; any user where it is mode
-  0666). Elsewhere (a user who is not root, in a user namespace of its own,
+  0666), with no queueing discipline (noqueue): a segment the SUT sends
+  reaches the descriptor in the context that sent it. Under pfifo_fast, a
+  busy machine defers part of a burst to ksoftirqd (the qdisc run yields
+  when need_resched), and segments released together come 0.1 s apart,
+  as if released by two different ACKs. Elsewhere (a user who is not root, in a user namespace of its own,
   where the node is 0600 or missing) it is a veth pair in the same
   namespace: the SUT's address on `veth0`, the tester on `veth1` with
   harness.l2.PacketLink (AF_PACKET, as for a remote SUT), `veth1` without
@@ -119,6 +123,8 @@ class LinuxStack(Stack):
                 offloads_off(dev)
                 ipr.link("set", index=ipr.link_lookup(ifname="veth1")[0], state="up")
             idx = ipr.link_lookup(ifname=dev)[0]
+            if self.use_tun:
+                ipr.tc("replace", "noqueue", index=idx, handle="0:")
             if self.family == "ipv4":
                 self._write_proc(f"net.ipv6.conf.{dev}.disable_ipv6", 1)
                 ipr.addr("add", index=idx, address=fam["sut"], prefixlen=fam["prefix"])
