@@ -502,3 +502,21 @@ def test_a_doubled_timer_carries_its_tick_rounding_doubled():
     assert t.doubled(0) == t
     assert t.doubled(2).allowed(0.8) == pytest.approx(0.1 + 0.04)     # 84 jiffies of 10 ms for 4 x 0.201 s
     assert not t.within(0.804, 0.920) and t.doubled(2).within(0.804, 0.920)
+
+
+@pytest.mark.parametrize("name", ["lwip", "lwipv6", "slirp"])
+def test_an_agents_sources_name_every_header_of_the_tree_it_includes(name):
+    """A header an agent includes from harness/stacks (agent_proto.h, lwip_ops.h) is one of its stack's
+    sources, so that editing it makes the built agent stale: one line saying what to run, not an old agent."""
+    import re
+    from harness.stacks import stack_class
+    sources = stack_class(name).sources
+    todo, seen = [sources[0]], set()
+    while todo:
+        path = todo.pop()
+        seen.add(path)
+        for included in re.findall(r'^#include "([^"]+)"', path.read_text(), re.M):
+            local = path.parent / included
+            if local.exists() and local not in seen:
+                todo.append(local)
+    assert seen <= set(sources), f"{name}: {sorted(p.name for p in seen - set(sources))} missing from its sources"

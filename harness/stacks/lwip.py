@@ -29,6 +29,7 @@ from .tap import BUILD, TapStack
 PACKAGES = ("liblwip-dev", "gcc", "libc6-dev", "pkg-config")
 SOURCE = Path(__file__).with_name("lwip_agent.c")
 PROTO = Path(__file__).with_name("agent_proto.h")     # the protocol's plumbing, shared with lwipv6's agent
+OPS = Path(__file__).with_name("lwip_ops.h")          # the operations served alike, shared with lwipv6's agent
 TAPIF_H = Path("/usr/include/lwip/netif/tapif.h")
 
 
@@ -40,7 +41,7 @@ def _run(cmd: list, what: str, **kw) -> subprocess.CompletedProcess:
 
 
 class LwipStack(TapStack):
-    sources = (SOURCE, PROTO)
+    sources = (SOURCE, PROTO, OPS)
     name = "lwip"
     capabilities = frozenset({APP, STATE})
     families = ("ipv4", "ipv6")

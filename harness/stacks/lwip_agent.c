@@ -22,7 +22,11 @@
  * - Socket options map to lwIP's where lwIP has them; the others answer
  *   EOPNOTSUPP naming what lwIP has instead. Errors are errno names.
  * - The protocol's plumbing (JSON requests, replies, base64) is agent_proto.h,
- *   shared with lwIPv6's agent.
+ *   and the operations served alike on lwIPv6 (sockets and their ids,
+ *   addresses, options by name, listen, accept, recv, the dispatch) are
+ *   lwip_ops.h, both shared with lwIPv6's agent; this file holds what is
+ *   lwIP's own: its options, connect, send, shutdown, close, error, TCP
+ *   states, poll, ioctl and message flags, the TAP and the bring-up.
  *
  * Build (python3 -m harness.setup --stack lwip does it):
  *   gcc -O2 -Wall -Wextra -o build/lwip-agent harness/stacks/lwip_agent.c \
@@ -61,123 +65,13 @@
 
 #include "agent_proto.h"
 
-/* --- sockets ------------------------------------------------------------------------- */
-
-static int socks[MAX_SOCKETS + 1];   /* protocol id -> lwIP descriptor, 0 = free */
-static int next_id = 1;
-
-/* Keeps a new socket under the next id and puts that id in the reply; closes it if no id is left. */
-static int add_socket(struct ctx *c, int fd)
-{
-    if (next_id > MAX_SOCKETS) {
-        lwip_close(fd);
-        return fail(c, "EMFILE", "the agent has handed out %d socket ids", MAX_SOCKETS);
-    }
-    socks[next_id] = fd;
-    field(c, "id"); bprintf(&c->out, "%d", next_id++);
-    return 0;
-}
-
-static int get_socket(struct ctx *c, const struct jv *req)
-{
-    const struct jv *id = jget(req, "id");
-    if (!id || id->t != J_NUM || id->num < 1 || id->num > MAX_SOCKETS || id->num != floor(id->num)
-        || !socks[(int)id->num]) {
-        fail(c, "EBADF", "no socket with that id");
-        return -1;
-    }
-    return (int)id->num;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Wait until `fd` has one of `events` (or an error), at most until `deadline`.
-   1: ready, 0: the deadline passed, -1: poll failed (errno). */
-static int wait_for(int fd, short events, double deadline)
-{
-    for (;;) {
-        struct pollfd p = { fd, events, 0 };
-        double left = deadline - now();
-        int r = lwip_poll(&p, 1, left > 0 ? (int)ceil(left * 1000.0) : 0);
-        if (r != 0) return r > 0 ? 1 : -1;
-        if (left <= 0 || now() >= deadline) return 0;
-    }
-}
-
-static int set_nonblocking(int fd, int on)
-{
-    return lwip_fcntl(fd, F_SETFL, on ? O_NONBLOCK : 0);
-}
-
-struct sa {
-    union { struct sockaddr sa; struct sockaddr_in in; struct sockaddr_in6 in6; } u;
-    socklen_t len;
+struct sock {
+    int fd;                       /* lwIP's descriptor, 0 = free */
 };
 
-static int family_of(struct ctx *c, const struct jv *req, int *af)
-{
-    const struct jv *f = jget(req, "family");
-    if (f && f->t == J_STR && strcmp(f->str, "ipv4") == 0) *af = AF_INET;
-    else if (f && f->t == J_STR && strcmp(f->str, "ipv6") == 0) *af = AF_INET6;
-    else return fail(c, "EINVAL", "bad arguments: family must be \"ipv4\" or \"ipv6\"");
-    return 0;
-}
-
-static int make_sa(struct ctx *c, int af, const struct jv *addr, const struct jv *port, struct sa *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (!addr || addr->t != J_STR || !port || port->t != J_NUM || port->num < 0 || port->num > 65535
-        || port->num != floor(port->num))
-        return fail(c, "EINVAL", "bad arguments: an address is a string and a port a number 0..65535");
-    if (af == AF_INET) {
-        out->u.in.sin_family = AF_INET;
-        out->u.in.sin_port = htons((uint16_t)port->num);
-        out->len = sizeof(out->u.in);
-        if (inet_pton(AF_INET, addr->str, &out->u.in.sin_addr) != 1)
-            return fail(c, "EINVAL", "bad arguments: %s is not an IPv4 address", addr->str);
-    } else {
-        out->u.in6.sin6_family = AF_INET6;
-        out->u.in6.sin6_port = htons((uint16_t)port->num);
-        out->len = sizeof(out->u.in6);
-        if (inet_pton(AF_INET6, addr->str, &out->u.in6.sin6_addr) != 1)
-            return fail(c, "EINVAL", "bad arguments: %s is not an IPv6 address", addr->str);
-    }
-    return 0;
-}
-
-static void put_endpoint(struct buf *b, const struct sockaddr *sa)
-{
-    char text[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
-        port = ntohs(in6->sin6_port);
-    }
-    bputs(b, "[");
-    bstr(b, text);
-    bprintf(b, ",%d]", port);
-}
+#include "lwip_ops.h"
 
 /* --- socket options -------------------------------------------------------------------- */
-
-enum okind { K_INT, K_LINGER };
-
-struct option {
-    const char *name;
-    int level, optname;
-    enum okind kind;
-    const char *missing;     /* not NULL: lwIP has no such option, and this is why */
-};
 
 static const struct option OPTIONS[] = {
     { "SO_REUSEADDR", SOL_SOCKET, SO_REUSEADDR, K_INT, NULL },
@@ -215,183 +109,51 @@ static const struct option OPTIONS[] = {
 };
 #define NOPTIONS (sizeof(OPTIONS) / sizeof(OPTIONS[0]))
 
-static const struct option *find_option(struct ctx *c, const struct jv *name)
-{
-    size_t i;
-    if (!name || name->t != J_STR) {
-        fail(c, "EINVAL", "bad arguments: an option name is a string");
-        return NULL;
-    }
-    for (i = 0; i < NOPTIONS; i++) {
-        if (strcmp(OPTIONS[i].name, name->str) != 0) continue;
-        if (OPTIONS[i].missing) {
-            fail(c, "EOPNOTSUPP", "%s", OPTIONS[i].missing);
-            return NULL;
-        }
-        return &OPTIONS[i];
-    }
-    fail(c, "EOPNOTSUPP", "unknown socket option %s", name->str);
-    return NULL;
-}
-
-static int set_option(struct ctx *c, int fd, const struct jv *name, const struct jv *value)
-{
-    const struct option *o = find_option(c, name);
-    if (!o) return -1;
-    if (o->kind == K_LINGER) {
-        struct linger l;
-        if (!value || value->t != J_ARR || value->n != 2 || value->items[0].t == J_STR || value->items[1].t != J_NUM)
-            return fail(c, "EINVAL", "bad arguments: SO_LINGER takes [on, seconds]");
-        l.l_onoff = (int)value->items[0].num;
-        l.l_linger = (int)value->items[1].num;
-        if (lwip_setsockopt(fd, o->level, o->optname, &l, sizeof(l)) < 0) return fail_errno(c, "setsockopt");
-    } else {
-        int v;
-        if (!value || (value->t != J_NUM && value->t != J_BOOL))
-            return fail(c, "EINVAL", "bad arguments: %s takes a number", o->name);
-        v = (int)value->num;
-        if (lwip_setsockopt(fd, o->level, o->optname, &v, sizeof(v)) < 0) return fail_errno(c, "setsockopt");
-    }
-    return 0;
-}
-
-static int apply_options(struct ctx *c, int fd, const struct jv *options)
-{
-    size_t i;
-    if (!options || options->t == J_NULL) return 0;
-    if (options->t != J_OBJ) return fail(c, "EINVAL", "bad arguments: options is an object");
-    for (i = 0; i < options->n; i++) {
-        struct jv name = { J_STR, 0, options->keys[i], 0, NULL, NULL };
-        if (set_option(c, fd, &name, &options->items[i])) return -1;
-    }
-    return 0;
-}
-
 /* --- operations ---------------------------------------------------------------------- */
 
-static double timeout_of(const struct jv *req);
 static void put_msg_flags(struct ctx *c);
 static int msg_flags(struct ctx *c, const struct jv *req, char op);
-static int op_poll(struct ctx *c, const struct jv *req);
-static int op_ioctl(struct ctx *c, const struct jv *req);
-
-
-static void settle(void);
-
-static const char *OPS[] = { "accept", "bye", "close", "connect", "error", "getsockopt", "hello", "ioctl", "listen",
-                             "poll", "recv", "send", "setsockopt", "shutdown", "state" };
-
-static double timeout_of(const struct jv *req)
-{
-    const struct jv *t = jget(req, "timeout");
-    return t && t->t == J_NUM && t->num > 0 ? t->num : (t && t->t == J_NUM ? 0.0 : 1.0);
-}
 
 static int op_hello(struct ctx *c, const struct jv *req)
 {
-    size_t i;
     (void)req;
     field(c, "version"); bprintf(&c->out, "%d", PROTOCOL_VERSION);
     field(c, "stack"); bstr(&c->out, "lwip");
     field(c, "lwip"); bstr(&c->out, LWIP_VERSION_STRING);
-    field(c, "ops"); bputs(&c->out, "[");
-    for (i = 0; i < sizeof(OPS) / sizeof(OPS[0]); i++) {
-        if (i) bputs(&c->out, ",");
-        bstr(&c->out, OPS[i]);
-    }
-    bputs(&c->out, "]");
-    field(c, "options"); bputs(&c->out, "[");
-    for (i = 0; i < NOPTIONS; i++) {
-        if (OPTIONS[i].missing) continue;
-        if (c->out.s[c->out.len - 1] != '[') bputs(&c->out, ",");
-        bstr(&c->out, OPTIONS[i].name);
-    }
-    bputs(&c->out, "]");
+    put_ops_and_options(c);
     put_msg_flags(c);
-    return 0;
-}
-
-static int op_listen(struct ctx *c, const struct jv *req)
-{
-    int af, fd, one = 1;
-    const struct jv *backlog = jget(req, "backlog");
-    struct sa a;
-    if (family_of(c, req, &af) || make_sa(c, af, jget(req, "address"), jget(req, "port"), &a)) return -1;
-    if ((fd = lwip_socket(af, SOCK_STREAM, 0)) < 0) return fail_errno(c, "listen: socket");
-    if (lwip_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) { fail_errno(c, "listen: SO_REUSEADDR"); goto bad; }
-    if (apply_options(c, fd, jget(req, "options"))) goto bad;
-    if (lwip_bind(fd, &a.u.sa, a.len) < 0) { fail_errno(c, "listen: bind"); goto bad; }
-    if (lwip_listen(fd, backlog && backlog->t == J_NUM ? (int)backlog->num : 16) < 0) { fail_errno(c, "listen"); goto bad; }
-    if (set_nonblocking(fd, 1) < 0) { fail_errno(c, "listen: O_NONBLOCK"); goto bad; }
-    return add_socket(c, fd);
-bad:
-    lwip_close(fd);
-    return -1;
-}
-
-static int op_accept(struct ctx *c, const struct jv *req)
-{
-    int id = get_socket(c, req), fd, r;
-    double timeout = timeout_of(req);
-    struct sa peer;
-    if (id < 0) return -1;
-    r = wait_for(socks[id], POLLIN, now() + timeout);
-    if (r < 0) return fail_errno(c, "accept: poll");
-    if (r == 0) return fail(c, "EAGAIN", "no connection to accept within %g s", timeout);
-    peer.len = sizeof(peer.u);
-    if ((fd = lwip_accept(socks[id], &peer.u.sa, &peer.len)) < 0) return fail_errno(c, "accept");
-    if (set_nonblocking(fd, 1) < 0) { fail_errno(c, "accept: O_NONBLOCK"); lwip_close(fd); return -1; }
-    if (add_socket(c, fd) < 0) return -1;
-    field(c, "peer"); put_endpoint(&c->out, &peer.u.sa);
     return 0;
 }
 
 static int op_connect(struct ctx *c, const struct jv *req)
 {
-    int af, fd, one = 1;
-    const struct jv *bind = jget(req, "bind");
+    int af, fd;
     struct sa to, local;
-    if (family_of(c, req, &af) || make_sa(c, af, jget(req, "address"), jget(req, "port"), &to)) return -1;
-    if (bind && bind->t != J_NULL) {
-        if (bind->t != J_ARR || bind->n != 2) return fail(c, "EINVAL", "bad arguments: bind is [address, port] or null");
-        if (make_sa(c, af, &bind->items[0], &bind->items[1], &local)) return -1;
-    }
-    if ((fd = lwip_socket(af, SOCK_STREAM, 0)) < 0) return fail_errno(c, "connect: socket");
-    if (apply_options(c, fd, jget(req, "options"))) goto bad;
-    if (bind && bind->t != J_NULL) {
-        if (lwip_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) { fail_errno(c, "connect: SO_REUSEADDR"); goto bad; }
-        if (lwip_bind(fd, &local.u.sa, local.len) < 0) { fail_errno(c, "connect: bind"); goto bad; }
-    }
-    if (set_nonblocking(fd, 1) < 0) { fail_errno(c, "connect: O_NONBLOCK"); goto bad; }
+    if (connect_args(c, req, &af, &to, &local) || (fd = connect_socket(c, req, af, &local)) < 0) return -1;
     if (lwip_connect(fd, &to.u.sa, to.len) < 0 && errno != EINPROGRESS) {
         fail(c, errname(errno), "connect to %s port %d: %s", jget(req, "address")->str,
              (int)jget(req, "port")->num, strerror(errno));
-        goto bad;
+        lwip_close(fd);
+        return -1;
     }
     return add_socket(c, fd);
-bad:
-    lwip_close(fd);
-    return -1;
 }
 
 static int op_send(struct ctx *c, const struct jv *req)
 {
     int id = get_socket(c, req), how;
-    const struct jv *data = jget(req, "data");
     double deadline = now() + timeout_of(req);
     unsigned char *bytes;
     size_t len, sent = 0;
-    if (id < 0 || (how = msg_flags(c, req, 's')) < 0) return -1;
-    if (!data || data->t != J_STR || !(bytes = b64decode(data->str, &len)))
-        return fail(c, "EINVAL", "bad arguments: data is base64");
+    if (id < 0 || (how = msg_flags(c, req, 's')) < 0 || !(bytes = send_data(c, req, &len))) return -1;
     while (sent < len) {
-        ssize_t n = lwip_send(socks[id], bytes + sent, len - sent, how);
+        ssize_t n = lwip_send(socks[id].fd, bytes + sent, len - sent, how);
         if (n > 0) { sent += (size_t)n; continue; }
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             free(bytes);
             return fail_errno(c, "send");
         }
-        if (wait_for(socks[id], POLLOUT, deadline) <= 0) break;
+        if (wait_for(socks[id].fd, POLLOUT, deadline) <= 0) break;
     }
     free(bytes);
     field(c, "sent"); bprintf(&c->out, "%zu", sent);
@@ -400,41 +162,16 @@ static int op_send(struct ctx *c, const struct jv *req)
 
 static int op_recv(struct ctx *c, const struct jv *req)
 {
-    int id = get_socket(c, req), r, how;
-    const struct jv *max = jget(req, "max");
-    double timeout = timeout_of(req);
-    size_t want = max && max->t == J_NUM && max->num >= 1 ? (size_t)max->num : 65536;
-    unsigned char *bytes;
-    ssize_t n;
+    int id = get_socket(c, req), how;
     if (id < 0 || (how = msg_flags(c, req, 'r')) < 0) return -1;
-    if (want > MAX_RECV) want = MAX_RECV;
-    r = wait_for(socks[id], POLLIN, now() + timeout);
-    if (r < 0) return fail_errno(c, "recv: poll");
-    if (r == 0) return fail(c, "EAGAIN", "nothing to read within %g s", timeout);
-    if (!(bytes = malloc(want))) return fail(c, "ENOMEM", "recv: out of memory");
-    n = lwip_recv(socks[id], bytes, want, how);
-    if (n < 0) {
-        free(bytes);
-        return fail_errno(c, "recv");
-    }
-    field(c, "data"); bputs(&c->out, "\"");
-    b64encode(&c->out, bytes, (size_t)n);
-    bputs(&c->out, "\"");
-    free(bytes);
-    return 0;
+    return recv_data(c, req, socks[id].fd, how, now() + timeout_of(req), NULL);
 }
 
 static int op_shutdown(struct ctx *c, const struct jv *req)
 {
     int id = get_socket(c, req), how;
-    const struct jv *h = jget(req, "how");
-    if (id < 0) return -1;
-    if (!h) how = SHUT_WR;
-    else if (h->t == J_STR && strcmp(h->str, "rd") == 0) how = SHUT_RD;
-    else if (h->t == J_STR && strcmp(h->str, "wr") == 0) how = SHUT_WR;
-    else if (h->t == J_STR && strcmp(h->str, "rdwr") == 0) how = SHUT_RDWR;
-    else return fail(c, "EINVAL", "shutdown how must be rd, wr or rdwr");
-    if (lwip_shutdown(socks[id], how) < 0) return fail_errno(c, "shutdown");
+    if (id < 0 || (how = shutdown_how(c, req)) < 0) return -1;
+    if (lwip_shutdown(socks[id].fd, how) < 0) return fail_errno(c, "shutdown");
     return 0;
 }
 
@@ -442,38 +179,12 @@ static int op_close(struct ctx *c, const struct jv *req)
 {
     int id = get_socket(c, req), fd;
     if (id < 0) return -1;
-    fd = socks[id];
-    socks[id] = 0;
+    fd = socks[id].fd;
+    socks[id].fd = 0;
     /* close() as an application calls it: blocking, so that SO_LINGER with a
        timeout waits as lwIP documents (on a non-blocking socket it would not). */
     set_nonblocking(fd, 0);
     if (lwip_close(fd) < 0) return fail_errno(c, "close");
-    return 0;
-}
-
-static int op_setsockopt(struct ctx *c, const struct jv *req)
-{
-    int id = get_socket(c, req);
-    if (id < 0) return -1;
-    return set_option(c, socks[id], jget(req, "name"), jget(req, "value"));
-}
-
-static int op_getsockopt(struct ctx *c, const struct jv *req)
-{
-    int id = get_socket(c, req);
-    const struct option *o;
-    if (id < 0 || !(o = find_option(c, jget(req, "name")))) return -1;
-    if (o->kind == K_LINGER) {
-        struct linger l;
-        socklen_t len = sizeof(l);
-        if (lwip_getsockopt(socks[id], o->level, o->optname, &l, &len) < 0) return fail_errno(c, "getsockopt");
-        field(c, "value"); bprintf(&c->out, "[%d,%d]", l.l_onoff, l.l_linger);
-    } else {
-        int v;
-        socklen_t len = sizeof(v);
-        if (lwip_getsockopt(socks[id], o->level, o->optname, &v, &len) < 0) return fail_errno(c, "getsockopt");
-        field(c, "value"); bprintf(&c->out, "%d", v);
-    }
     return 0;
 }
 
@@ -482,7 +193,7 @@ static int op_error(struct ctx *c, const struct jv *req)
     int id = get_socket(c, req), e = 0;
     socklen_t len = sizeof(e);
     if (id < 0) return -1;
-    if (lwip_getsockopt(socks[id], SOL_SOCKET, SO_ERROR, &e, &len) < 0) return fail_errno(c, "getsockopt SO_ERROR");
+    if (lwip_getsockopt(socks[id].fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0) return fail_errno(c, "getsockopt SO_ERROR");
     field(c, "error");
     if (e) bstr(&c->out, errname(e));
     else bputs(&c->out, "null");
@@ -544,25 +255,6 @@ static int op_state(struct ctx *c, const struct jv *req)
     field(c, "sockets");
     bput(&c->out, b.s, b.len);
     free(b.s);
-    return 0;
-}
-
-static void close_all(void)
-{
-    int i;
-    for (i = 1; i < next_id; i++) {
-        if (socks[i]) {
-            lwip_close(socks[i]);
-            socks[i] = 0;
-        }
-    }
-}
-
-static int op_bye(struct ctx *c, const struct jv *req)
-{
-    (void)c;
-    (void)req;
-    close_all();
     return 0;
 }
 
@@ -629,9 +321,9 @@ static int op_poll(struct ctx *c, const struct jv *req)
             return fail(c, "EINVAL", "bad arguments: each fd is [id, [events]]");
         id = &e->items[0];
         events = &e->items[1];
-        if (id->t != J_NUM || id->num < 1 || id->num > MAX_SOCKETS || !socks[(int)id->num])
+        if (id->t != J_NUM || id->num < 1 || id->num > MAX_SOCKETS || !socks[(int)id->num].fd)
             return fail(c, "EBADF", "no socket with that id");
-        p[i].fd = socks[(int)id->num];
+        p[i].fd = socks[(int)id->num].fd;
         p[i].events = 0;
         p[i].revents = 0;
         for (k = 0; k < events->n; k++) {
@@ -670,66 +362,9 @@ static int op_ioctl(struct ctx *c, const struct jv *req)
     if (!name || name->t != J_STR) return fail(c, "EINVAL", "bad arguments: name is an ioctl name");
     if (strcmp(name->str, "SIOCINQ") != 0 && strcmp(name->str, "FIONREAD") != 0)
         return fail(c, "EOPNOTSUPP", "lwIP has no ioctl %s (lwip_ioctl: FIONREAD and FIONBIO)", name->str);
-    if (lwip_ioctl(socks[id], FIONREAD, &n) < 0) return fail_errno(c, "ioctl FIONREAD");
+    if (lwip_ioctl(socks[id].fd, FIONREAD, &n) < 0) return fail_errno(c, "ioctl FIONREAD");
     field(c, "value"); bprintf(&c->out, "%d", n);
     return 0;
-}
-
-static const struct {
-    const char *name;
-    int (*fn)(struct ctx *, const struct jv *);
-} DISPATCH[] = {
-    { "hello", op_hello }, { "listen", op_listen }, { "accept", op_accept }, { "connect", op_connect },
-    { "send", op_send }, { "recv", op_recv }, { "shutdown", op_shutdown }, { "close", op_close },
-    { "setsockopt", op_setsockopt }, { "getsockopt", op_getsockopt }, { "error", op_error },
-    { "state", op_state }, { "bye", op_bye },
-    { "poll", op_poll }, { "ioctl", op_ioctl },
-};
-
-/* One request line -> one reply line (without the newline). Returns 1 after "bye". */
-static int handle(const char *line, size_t len, struct buf *reply)
-{
-    struct ctx c = { { 0 }, NULL, "" };
-    struct jv req;
-    const char *err = NULL;
-    const struct jv *op;
-    size_t i;
-    int bye = 0;
-    if (jparse(line, len, &req, &err)) {
-        fail(&c, "EINVAL", "not JSON: %s", err ? err : "?");
-    } else if (req.t != J_OBJ) {
-        fail(&c, "EINVAL", "a request is a JSON object");
-    } else if (!(op = jget(&req, "op")) || op->t != J_STR) {
-        fail(&c, "EOPNOTSUPP", "a request needs \"op\"; protocol %d knows accept, bye, close, connect, error, "
-             "getsockopt, hello, ioctl, listen, poll, recv, send, setsockopt, shutdown, state", PROTOCOL_VERSION);
-    } else {
-        for (i = 0; i < sizeof(DISPATCH) / sizeof(DISPATCH[0]); i++)
-            if (strcmp(DISPATCH[i].name, op->str) == 0) break;
-        if (i == sizeof(DISPATCH) / sizeof(DISPATCH[0]))
-            fail(&c, "EOPNOTSUPP", "unknown operation '%s'; protocol %d on lwIP knows accept, bye, close, connect, "
-                 "error, getsockopt, hello, ioctl, listen, poll, recv, send, setsockopt, shutdown, state", op->str, PROTOCOL_VERSION);
-        else {
-            if (DISPATCH[i].fn != op_hello && DISPATCH[i].fn != op_bye) settle();
-            if (DISPATCH[i].fn(&c, &req) == 0) bye = DISPATCH[i].fn == op_bye;
-        }
-    }
-    if (c.error) {
-        bputs(reply, "{\"ok\":false,\"error\":");
-        bstr(reply, c.error);
-        bputs(reply, ",\"message\":");
-        bstr(reply, c.message);
-        bputs(reply, "}");
-    } else {
-        bputs(reply, "{\"ok\":true");
-        if (c.out.len) {
-            bputs(reply, ",");
-            bput(reply, c.out.s, c.out.len);
-        }
-        bputs(reply, "}");
-    }
-    free(c.out.s);
-    jfree(&req);
-    return bye;
 }
 
 /* --- the TAP interface ------------------------------------------------------------------ */
@@ -902,13 +537,28 @@ static int start_lwip(const char *mac, const char *spec)
     return added ? 0 : -1;
 }
 
+static const struct op OPS[] = {
+    { "accept", op_accept, NULL }, { "bye", op_bye, NULL }, { "close", op_close, NULL },
+    { "connect", op_connect, NULL }, { "error", op_error, NULL }, { "getsockopt", op_getsockopt, NULL },
+    { "hello", op_hello, NULL }, { "ioctl", op_ioctl, NULL }, { "listen", op_listen, NULL }, { "poll", op_poll, NULL },
+    { "recv", op_recv, NULL }, { "send", op_send, NULL }, { "setsockopt", op_setsockopt, NULL },
+    { "shutdown", op_shutdown, NULL }, { "state", op_state, NULL },
+};
+
+static int stream_socket(int af)
+{
+    return lwip_socket(af, SOCK_STREAM, 0);
+}
+
+static const struct agent LWIP = {
+    .prog = "lwip-agent", .name = "lwIP", .needs_op = "a request needs \"op\"; protocol %d knows %s",
+    .ops = OPS, .nops = sizeof(OPS) / sizeof(OPS[0]), .options = OPTIONS, .noptions = NOPTIONS,
+    .socket = stream_socket, .settle = settle,
+};
+
 int main(int argc, char **argv)
 {
     FILE *out;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int fd;
     if (argc != 3) {
         fprintf(stderr, "usage: PRECONFIGURED_TAPIF=tap0 %s MAC ADDRESS/PREFIX\n"
                         "tcpconf app-control agent (protocol %d) for lwIP %s on a TAP device\n",
@@ -919,26 +569,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "lwip-agent: set PRECONFIGURED_TAPIF to the TAP device, as for lwIP's unix port\n");
         return 2;
     }
-    /* Replies go to the original stdout; anything lwIP prints goes to stderr. */
-    fd = dup(STDOUT_FILENO);
-    if (fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0 || !(out = fdopen(fd, "w"))) {
-        perror("lwip-agent: stdout");
-        return 1;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    if (start_lwip(argv[1], argv[2])) return 1;
-    while ((n = getline(&line, &cap, stdin)) >= 0) {
-        struct buf reply = { 0 };
-        int bye;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
-        if (n == 0) continue;
-        bye = handle(line, (size_t)n, &reply);
-        bputs(&reply, "\n");
-        if (fwrite(reply.s, 1, reply.len, out) != reply.len || fflush(out) != 0) bye = 1;
-        free(reply.s);
-        if (bye) break;
-    }
-    free(line);
-    close_all();
+    if (!(out = agent_begin(&LWIP)) || start_lwip(argv[1], argv[2])) return 1;
+    agent_serve(out);
     return 0;
 }

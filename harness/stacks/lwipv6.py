@@ -22,20 +22,19 @@ from pathlib import Path
 from . import ADDRESSES, APP
 from ..agent import AppError
 from ..setup import apt_install, package_version
-from .lwip import _run
+from .lwip import OPS, PROTO, _run
 from . import StackError
 from .tap import BUILD, TapStack
 
 PACKAGES = ("liblwipv6-dev", "liblwipv6-2")
 SOURCE = Path(__file__).with_name("lwipv6_agent.c")
-PROTO = Path(__file__).with_name("agent_proto.h")
 HEADER = Path("/usr/include/lwipv6.h")
 NO_STATE = ("lwIPv6 cannot report TCP state (capability 'state'): its API, lwipv6.h, has no call that reads "
             "a connection's state, and its PCB lists live in an opaque struct stack")
 
 
 class Lwipv6Stack(TapStack):
-    sources = (SOURCE, PROTO)
+    sources = (SOURCE, PROTO, OPS)
     name = "lwipv6"
     capabilities = frozenset({APP})
     families = ("ipv4", "ipv6")

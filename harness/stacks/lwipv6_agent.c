@@ -30,6 +30,10 @@
  * - Socket options map to lwIPv6's where it has them; the others answer
  *   EOPNOTSUPP naming what it has instead (lwip_setsockopt in its
  *   src/api/sockets.c). Errors are errno names.
+ * - The operations served alike on lwIP (sockets and their ids, addresses,
+ *   options by name, listen, accept, recv, the dispatch) are lwip_ops.h,
+ *   shared with lwIP's agent; this file holds what is lwIPv6's own: its
+ *   options, connect, send, shutdown, close, error, the bring-up and settle.
  *
  * Build (python3 -m harness.setup --stack lwipv6 does it):
  *   gcc -O2 -Wall -Wextra -o build/lwipv6-agent harness/stacks/lwipv6_agent.c -llwipv6 -lpthread -lm
@@ -76,41 +80,10 @@ struct sock {
     long sndbuf;                  /* the least free send buffer there can be (see op_send) */
 };
 
-static struct sock socks[MAX_SOCKETS + 1];   /* protocol id -> socket */
-static int next_id = 1;
+#include "lwip_ops.h"
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t connected = PTHREAD_COND_INITIALIZER;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Keeps a new socket under the next id and puts that id in the reply; closes it if no id is left. */
-static int add_socket(struct ctx *c, int fd)
-{
-    if (next_id > MAX_SOCKETS) {
-        lwip_close(fd);
-        return fail(c, "EMFILE", "the agent has handed out %d socket ids", MAX_SOCKETS);
-    }
-    socks[next_id].fd = fd;
-    socks[next_id].sndbuf = SNDBUF_NEW;
-    field(c, "id"); bprintf(&c->out, "%d", next_id++);
-    return 0;
-}
-
-static int get_socket(struct ctx *c, const struct jv *req)
-{
-    const struct jv *id = jget(req, "id");
-    if (!id || id->t != J_NUM || id->num < 1 || id->num > MAX_SOCKETS || id->num != floor(id->num)
-        || !socks[(int)id->num].fd) {
-        fail(c, "EBADF", "no socket with that id");
-        return -1;
-    }
-    return (int)id->num;
-}
 
 /* Wait until socket `id` has no connect running, at most until `deadline`: 1 done, 0 still connecting. */
 static int connect_done(int id, double deadline)
@@ -132,12 +105,15 @@ static int connect_done(int id, double deadline)
     return done;
 }
 
-/* Socket `id` once its handshake has ended (within the request's timeout), or -1 with EAGAIN. */
-static int settled_socket(struct ctx *c, int id, double deadline)
+/* Socket `id` ready to carry data: its handshake has ended (within `deadline`), and its connect did not fail;
+   -1 after fail() if not. */
+static int usable(struct ctx *c, int id, double deadline, const char *what)
 {
-    if (!connect_done(id, deadline))
-        return fail(c, "EAGAIN", "the connect is still in progress (lwIPv6's connect blocks until the "
-                                 "handshake ends; nothing else may use the connection before)");
+    if (settled_socket(c, id, deadline)) return -1;
+    if (socks[id].connect_errno) {
+        errno = socks[id].connect_errno;
+        return fail_errno(c, what);
+    }
     return 0;
 }
 
@@ -149,83 +125,7 @@ static int pending_error(int fd)
     return lwip_send(fd, &none, 0, 0) < 0 ? errno : 0;
 }
 
-/* Wait until `fd` has one of `events` (or an error), at most until `deadline`.
-   1: ready, 0: the deadline passed, -1: poll failed (errno). */
-static int wait_for(int fd, short events, double deadline)
-{
-    for (;;) {
-        struct pollfd p = { fd, events, 0 };
-        double left = deadline - now();
-        int r = lwip_poll(&p, 1, left > 0 ? (int)ceil(left * 1000.0) : 0);
-        if (r != 0) return r > 0 ? 1 : -1;
-        if (left <= 0 || now() >= deadline) return 0;
-    }
-}
-
-struct sa {
-    union { struct sockaddr sa; struct sockaddr_in in; struct sockaddr_in6 in6; } u;
-    socklen_t len;
-};
-
-static int family_of(struct ctx *c, const struct jv *req, int *af)
-{
-    const struct jv *f = jget(req, "family");
-    if (f && f->t == J_STR && strcmp(f->str, "ipv4") == 0) *af = AF_INET;
-    else if (f && f->t == J_STR && strcmp(f->str, "ipv6") == 0) *af = AF_INET6;
-    else return fail(c, "EINVAL", "bad arguments: family must be \"ipv4\" or \"ipv6\"");
-    return 0;
-}
-
-static int make_sa(struct ctx *c, int af, const struct jv *addr, const struct jv *port, struct sa *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (!addr || addr->t != J_STR || !port || port->t != J_NUM || port->num < 0 || port->num > 65535
-        || port->num != floor(port->num))
-        return fail(c, "EINVAL", "bad arguments: an address is a string and a port a number 0..65535");
-    if (af == AF_INET) {
-        out->u.in.sin_family = AF_INET;
-        out->u.in.sin_port = htons((uint16_t)port->num);
-        out->len = sizeof(out->u.in);
-        if (inet_pton(AF_INET, addr->str, &out->u.in.sin_addr) != 1)
-            return fail(c, "EINVAL", "bad arguments: %s is not an IPv4 address", addr->str);
-    } else {
-        out->u.in6.sin6_family = AF_INET6;
-        out->u.in6.sin6_port = htons((uint16_t)port->num);
-        out->len = sizeof(out->u.in6);
-        if (inet_pton(AF_INET6, addr->str, &out->u.in6.sin6_addr) != 1)
-            return fail(c, "EINVAL", "bad arguments: %s is not an IPv6 address", addr->str);
-    }
-    return 0;
-}
-
-static void put_endpoint(struct buf *b, const struct sockaddr *sa)
-{
-    char text[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
-        port = ntohs(in6->sin6_port);
-    }
-    bputs(b, "[");
-    bstr(b, text);
-    bprintf(b, ",%d]", port);
-}
-
 /* --- socket options -------------------------------------------------------------------- */
-
-enum okind { K_INT, K_SECONDS_AS_MS };
-
-struct option {
-    const char *name;
-    int level, optname;
-    enum okind kind;
-    const char *missing;     /* not NULL: lwIPv6 has no such option, and this is why */
-};
 
 static const struct option OPTIONS[] = {
     { "SO_REUSEADDR", SOL_SOCKET, SO_REUSEADDR, K_INT, NULL },
@@ -258,126 +158,14 @@ static const struct option OPTIONS[] = {
 };
 #define NOPTIONS (sizeof(OPTIONS) / sizeof(OPTIONS[0]))
 
-static const struct option *find_option(struct ctx *c, const struct jv *name)
-{
-    size_t i;
-    if (!name || name->t != J_STR) {
-        fail(c, "EINVAL", "bad arguments: an option name is a string");
-        return NULL;
-    }
-    for (i = 0; i < NOPTIONS; i++) {
-        if (strcmp(OPTIONS[i].name, name->str) != 0) continue;
-        if (OPTIONS[i].missing) {
-            fail(c, "EOPNOTSUPP", "%s", OPTIONS[i].missing);
-            return NULL;
-        }
-        return &OPTIONS[i];
-    }
-    fail(c, "EOPNOTSUPP", "unknown socket option %s", name->str);
-    return NULL;
-}
-
-static int set_option(struct ctx *c, int fd, const struct jv *name, const struct jv *value)
-{
-    const struct option *o = find_option(c, name);
-    int v;
-    if (!o) return -1;
-    if (!value || (value->t != J_NUM && value->t != J_BOOL))
-        return fail(c, "EINVAL", "bad arguments: %s takes a number", o->name);
-    v = (int)value->num;
-    if (o->kind == K_SECONDS_AS_MS) {
-        if (value->num < 0 || value->num > 2147483) return fail(c, "EINVAL", "bad arguments: %s out of range", o->name);
-        v *= 1000;
-    }
-    if (lwip_setsockopt(fd, o->level, o->optname, &v, sizeof(v)) < 0) return fail_errno(c, "setsockopt");
-    return 0;
-}
-
-static int apply_options(struct ctx *c, int fd, const struct jv *options)
-{
-    size_t i;
-    if (!options || options->t == J_NULL) return 0;
-    if (options->t != J_OBJ) return fail(c, "EINVAL", "bad arguments: options is an object");
-    for (i = 0; i < options->n; i++) {
-        struct jv name = { J_STR, 0, options->keys[i], 0, NULL, NULL };
-        if (set_option(c, fd, &name, &options->items[i])) return -1;
-    }
-    return 0;
-}
-
 /* --- operations ---------------------------------------------------------------------- */
-
-static const char *OPS[] = { "accept", "bye", "close", "connect", "error", "getsockopt", "hello", "listen",
-                             "recv", "send", "setsockopt", "shutdown" };
-
-static double timeout_of(const struct jv *req)
-{
-    const struct jv *t = jget(req, "timeout");
-    return t && t->t == J_NUM && t->num > 0 ? t->num : (t && t->t == J_NUM ? 0.0 : 1.0);
-}
 
 static int op_hello(struct ctx *c, const struct jv *req)
 {
-    size_t i;
     (void)req;
     field(c, "version"); bprintf(&c->out, "%d", PROTOCOL_VERSION);
     field(c, "stack"); bstr(&c->out, "lwipv6");
-    field(c, "ops"); bputs(&c->out, "[");
-    for (i = 0; i < sizeof(OPS) / sizeof(OPS[0]); i++) {
-        if (i) bputs(&c->out, ",");
-        bstr(&c->out, OPS[i]);
-    }
-    bputs(&c->out, "]");
-    field(c, "options"); bputs(&c->out, "[");
-    for (i = 0; i < NOPTIONS; i++) {
-        if (OPTIONS[i].missing) continue;
-        if (c->out.s[c->out.len - 1] != '[') bputs(&c->out, ",");
-        bstr(&c->out, OPTIONS[i].name);
-    }
-    bputs(&c->out, "]");
-    return 0;
-}
-
-static int new_socket(struct ctx *c, int af, const char *what)
-{
-    int fd = lwip_msocket(stack, af, SOCK_STREAM, 0);
-    if (fd < 0) fail_errno(c, what);
-    return fd;
-}
-
-static int op_listen(struct ctx *c, const struct jv *req)
-{
-    int af, fd, one = 1;
-    const struct jv *backlog = jget(req, "backlog");
-    struct sa a;
-    if (family_of(c, req, &af) || make_sa(c, af, jget(req, "address"), jget(req, "port"), &a)) return -1;
-    if ((fd = new_socket(c, af, "listen: socket")) < 0) return -1;
-    if (lwip_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) { fail_errno(c, "listen: SO_REUSEADDR"); goto bad; }
-    if (apply_options(c, fd, jget(req, "options"))) goto bad;
-    if (lwip_bind(fd, &a.u.sa, a.len) < 0) { fail_errno(c, "listen: bind"); goto bad; }
-    if (lwip_listen(fd, backlog && backlog->t == J_NUM ? (int)backlog->num : 16) < 0) { fail_errno(c, "listen"); goto bad; }
-    if (lwip_fcntl(fd, F_SETFL, O_NONBLOCK) < 0) { fail_errno(c, "listen: O_NONBLOCK"); goto bad; }
-    return add_socket(c, fd);
-bad:
-    lwip_close(fd);
-    return -1;
-}
-
-static int op_accept(struct ctx *c, const struct jv *req)
-{
-    int id = get_socket(c, req), fd, r;
-    double timeout = timeout_of(req);
-    struct sa peer;
-    if (id < 0) return -1;
-    /* lwip_accept blocks (netconn_accept) whatever O_NONBLOCK says: poll first. */
-    r = wait_for(socks[id].fd, POLLIN, now() + timeout);
-    if (r < 0) return fail_errno(c, "accept: poll");
-    if (r == 0) return fail(c, "EAGAIN", "no connection to accept within %g s", timeout);
-    peer.len = sizeof(peer.u);
-    if ((fd = lwip_accept(socks[id].fd, &peer.u.sa, &peer.len)) < 0) return fail_errno(c, "accept");
-    if (lwip_fcntl(fd, F_SETFL, O_NONBLOCK) < 0) { fail_errno(c, "accept: O_NONBLOCK"); lwip_close(fd); return -1; }
-    if (add_socket(c, fd) < 0) return -1;
-    field(c, "peer"); put_endpoint(&c->out, &peer.u.sa);
+    put_ops_and_options(c);
     return 0;
 }
 
@@ -407,25 +195,14 @@ static void *connector(void *arg)
 
 static int op_connect(struct ctx *c, const struct jv *req)
 {
-    int af, fd, one = 1, id;
-    const struct jv *bind = jget(req, "bind");
+    int af, fd, id;
     struct sa local;
     struct connect_job *job;
     pthread_attr_t attr;
     if (!(job = calloc(1, sizeof(*job)))) return fail(c, "ENOMEM", "connect: out of memory");
-    if (family_of(c, req, &af) || make_sa(c, af, jget(req, "address"), jget(req, "port"), &job->to)) goto bad_job;
-    if (bind && bind->t != J_NULL) {
-        if (bind->t != J_ARR || bind->n != 2) { fail(c, "EINVAL", "bad arguments: bind is [address, port] or null"); goto bad_job; }
-        if (make_sa(c, af, &bind->items[0], &bind->items[1], &local)) goto bad_job;
-    }
+    if (connect_args(c, req, &af, &job->to, &local)) goto bad_job;
     if (next_id > MAX_SOCKETS) { fail(c, "EMFILE", "the agent has handed out %d socket ids", MAX_SOCKETS); goto bad_job; }
-    if ((fd = new_socket(c, af, "connect: socket")) < 0) goto bad_job;
-    if (apply_options(c, fd, jget(req, "options"))) goto bad;
-    if (bind && bind->t != J_NULL) {
-        if (lwip_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) { fail_errno(c, "connect: SO_REUSEADDR"); goto bad; }
-        if (lwip_bind(fd, &local.u.sa, local.len) < 0) { fail_errno(c, "connect: bind"); goto bad; }
-    }
-    if (lwip_fcntl(fd, F_SETFL, O_NONBLOCK) < 0) { fail_errno(c, "connect: O_NONBLOCK"); goto bad; }
+    if ((fd = connect_socket(c, req, af, &local)) < 0) goto bad_job;
     id = job->id = next_id;
     pthread_mutex_lock(&lock);
     socks[id].fd = fd;
@@ -466,20 +243,12 @@ static int no_flags(struct ctx *c, const struct jv *req, const char *op)
 static int op_send(struct ctx *c, const struct jv *req)
 {
     int id = get_socket(c, req), fd;
-    const struct jv *data = jget(req, "data");
     double deadline = now() + timeout_of(req);
     unsigned char *bytes;
     size_t len, sent = 0;
-    if (id < 0 || no_flags(c, req, "send")) return -1;
-    if (!data || data->t != J_STR || !(bytes = b64decode(data->str, &len)))
-        return fail(c, "EINVAL", "bad arguments: data is base64");
-    if (settled_socket(c, id, deadline)) { free(bytes); return -1; }
+    if (id < 0 || no_flags(c, req, "send") || !(bytes = send_data(c, req, &len))) return -1;
+    if (usable(c, id, deadline, "send")) { free(bytes); return -1; }
     fd = socks[id].fd;
-    if (socks[id].connect_errno) {
-        free(bytes);
-        errno = socks[id].connect_errno;
-        return fail_errno(c, "send");
-    }
     while (sent < len) {
         long piece = len - sent > 0xFFFF ? 0xFFFF : (long)(len - sent);
         ssize_t n;
@@ -502,53 +271,20 @@ static int op_send(struct ctx *c, const struct jv *req)
     field(c, "sent"); bprintf(&c->out, "%zu", sent);
     return 0;
 }
-
 static int op_recv(struct ctx *c, const struct jv *req)
 {
-    int id = get_socket(c, req), r, fd;
-    const struct jv *max = jget(req, "max");
+    int id = get_socket(c, req);
     double deadline = now() + timeout_of(req);
-    size_t want = max && max->t == J_NUM && max->num >= 1 ? (size_t)max->num : 65536;
-    unsigned char *bytes;
-    ssize_t n;
-    if (id < 0) return -1;
-    if (want > MAX_RECV) want = MAX_RECV;
-    if (settled_socket(c, id, deadline)) return -1;
-    fd = socks[id].fd;
-    if (socks[id].connect_errno) {
-        errno = socks[id].connect_errno;
-        return fail_errno(c, "recv");
-    }
-    r = wait_for(fd, POLLIN, deadline);
-    if (r < 0) return fail_errno(c, "recv: poll");
-    if (r == 0) return fail(c, "EAGAIN", "nothing to read within %g s", timeout_of(req));
-    if (!(bytes = malloc(want))) return fail(c, "ENOMEM", "recv: out of memory");
-    n = lwip_recv(fd, bytes, (int)want, 0);
-    if (n < 0) {
-        free(bytes);
-        return fail_errno(c, "recv");
-    }
+    if (id < 0 || usable(c, id, deadline, "recv")) return -1;
     /* lwIPv6 ends a reset connection's stream like a closed one (netconn_recv gives NULL, lwip_recv 0):
        the connection's own error tells them apart. */
-    if (n == 0 && (r = pending_error(fd)) != 0) {
-        free(bytes);
-        errno = r;
-        return fail_errno(c, "recv");
-    }
-    field(c, "data"); bputs(&c->out, "\"");
-    b64encode(&c->out, bytes, (size_t)n);
-    bputs(&c->out, "\"");
-    free(bytes);
-    return 0;
+    return recv_data(c, req, socks[id].fd, 0, deadline, pending_error);
 }
 
 static int op_shutdown(struct ctx *c, const struct jv *req)
 {
     int id = get_socket(c, req);
-    const struct jv *h = jget(req, "how");
-    if (id < 0) return -1;
-    if (h && (h->t != J_STR || (strcmp(h->str, "rd") && strcmp(h->str, "wr") && strcmp(h->str, "rdwr"))))
-        return fail(c, "EINVAL", "shutdown how must be rd, wr or rdwr");
+    if (id < 0 || shutdown_how(c, req) < 0) return -1;
     return fail(c, "EOPNOTSUPP", "lwIPv6's lwip_shutdown only narrows the descriptor's access mode: it sends no "
                                  "FIN and leaves the connection as it is (sockets.c), so there is no half-close");
 }
@@ -566,25 +302,6 @@ static int op_close(struct ctx *c, const struct jv *req)
     return 0;
 }
 
-static int op_setsockopt(struct ctx *c, const struct jv *req)
-{
-    int id = get_socket(c, req);
-    if (id < 0 || settled_socket(c, id, now() + 1.0)) return -1;
-    return set_option(c, socks[id].fd, jget(req, "name"), jget(req, "value"));
-}
-
-static int op_getsockopt(struct ctx *c, const struct jv *req)
-{
-    int id = get_socket(c, req), v;
-    socklen_t len = sizeof(v);
-    const struct option *o;
-    if (id < 0 || !(o = find_option(c, jget(req, "name"))) || settled_socket(c, id, now() + 1.0)) return -1;
-    if (lwip_getsockopt(socks[id].fd, o->level, o->optname, &v, &len) < 0) return fail_errno(c, "getsockopt");
-    if (o->kind == K_SECONDS_AS_MS) v /= 1000;
-    field(c, "value"); bprintf(&c->out, "%d", v);
-    return 0;
-}
-
 static int op_error(struct ctx *c, const struct jv *req)
 {
     int id = get_socket(c, req), e = 0;
@@ -598,84 +315,6 @@ static int op_error(struct ctx *c, const struct jv *req)
     if (e) bstr(&c->out, errname(e));
     else bputs(&c->out, "null");
     return 0;
-}
-
-/* Close what can be closed: a socket whose connect still runs goes with the process. */
-static void close_all(void)
-{
-    int i;
-    for (i = 1; i < next_id; i++) {
-        if (socks[i].fd && connect_done(i, now())) {
-            lwip_close(socks[i].fd);
-            socks[i].fd = 0;
-        }
-    }
-}
-
-static int op_bye(struct ctx *c, const struct jv *req)
-{
-    (void)c;
-    (void)req;
-    close_all();
-    return 0;
-}
-
-static void settle(void);
-
-static const struct {
-    const char *name;
-    int (*fn)(struct ctx *, const struct jv *);
-} DISPATCH[] = {
-    { "hello", op_hello }, { "listen", op_listen }, { "accept", op_accept }, { "connect", op_connect },
-    { "send", op_send }, { "recv", op_recv }, { "shutdown", op_shutdown }, { "close", op_close },
-    { "setsockopt", op_setsockopt }, { "getsockopt", op_getsockopt }, { "error", op_error }, { "bye", op_bye },
-};
-
-/* One request line -> one reply line (without the newline). Returns 1 after "bye". */
-static int handle(const char *line, size_t len, struct buf *reply)
-{
-    struct ctx c = { { 0 }, NULL, "" };
-    struct jv req;
-    const char *err = NULL;
-    const struct jv *op;
-    size_t i;
-    int bye = 0;
-    if (jparse(line, len, &req, &err)) {
-        fail(&c, "EINVAL", "not JSON: %s", err ? err : "?");
-    } else if (req.t != J_OBJ) {
-        fail(&c, "EINVAL", "a request is a JSON object");
-    } else if (!(op = jget(&req, "op")) || op->t != J_STR) {
-        fail(&c, "EOPNOTSUPP", "a request needs \"op\"; protocol %d on lwIPv6 knows accept, bye, close, connect, "
-             "error, getsockopt, hello, listen, recv, send, setsockopt, shutdown", PROTOCOL_VERSION);
-    } else {
-        for (i = 0; i < sizeof(DISPATCH) / sizeof(DISPATCH[0]); i++)
-            if (strcmp(DISPATCH[i].name, op->str) == 0) break;
-        if (i == sizeof(DISPATCH) / sizeof(DISPATCH[0]))
-            fail(&c, "EOPNOTSUPP", "unknown operation '%s'; protocol %d on lwIPv6 knows accept, bye, close, connect, "
-                 "error, getsockopt, hello, listen, recv, send, setsockopt, shutdown%s", op->str, PROTOCOL_VERSION,
-                 strcmp(op->str, "state") == 0 ? " (lwIPv6's API reports no TCP state)" : "");
-        else {
-            if (DISPATCH[i].fn != op_hello && DISPATCH[i].fn != op_bye) settle();
-            if (DISPATCH[i].fn(&c, &req) == 0) bye = DISPATCH[i].fn == op_bye;
-        }
-    }
-    if (c.error) {
-        bputs(reply, "{\"ok\":false,\"error\":");
-        bstr(reply, c.error);
-        bputs(reply, ",\"message\":");
-        bstr(reply, c.message);
-        bputs(reply, "}");
-    } else {
-        bputs(reply, "{\"ok\":true");
-        if (c.out.len) {
-            bputs(reply, ",");
-            bput(reply, c.out.s, c.out.len);
-        }
-        bputs(reply, "}");
-    }
-    free(c.out.s);
-    jfree(&req);
-    return bye;
 }
 
 /* --- keeping the tester's order ---------------------------------------------------------- */
@@ -825,40 +464,43 @@ static int start_lwipv6(const char *ifname, const char *spec)
     return 0;
 }
 
+static const struct op OPS[] = {
+    { "accept", op_accept, NULL }, { "bye", op_bye, NULL }, { "close", op_close, NULL },
+    { "connect", op_connect, NULL }, { "error", op_error, NULL }, { "getsockopt", op_getsockopt, NULL },
+    { "hello", op_hello, NULL }, { "listen", op_listen, NULL }, { "recv", op_recv, NULL }, { "send", op_send, NULL },
+    { "setsockopt", op_setsockopt, NULL }, { "shutdown", op_shutdown, NULL },
+    { "state", NULL, "lwIPv6's API reports no TCP state" },
+};
+
+static int stream_socket(int af)
+{
+    return lwip_msocket(stack, af, SOCK_STREAM, 0);
+}
+
+static void sock_opened(struct sock *s)
+{
+    s->sndbuf = SNDBUF_NEW;
+}
+
+static const struct agent LWIPV6 = {
+    .prog = "lwipv6-agent", .name = "lwIPv6", .needs_op = "a request needs \"op\"; protocol %d on lwIPv6 knows %s",
+    .ops = OPS, .nops = sizeof(OPS) / sizeof(OPS[0]), .options = OPTIONS, .noptions = NOPTIONS,
+    .socket = stream_socket, .opened = sock_opened, .connect_done = connect_done,
+    .connecting = "the connect is still in progress (lwIPv6's connect blocks until the handshake ends; nothing else "
+                  "may use the connection before)",
+    .settle = settle,
+};
+
 int main(int argc, char **argv)
 {
     FILE *out;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int fd;
     if (argc != 3) {
         fprintf(stderr, "usage: %s TAP ADDRESS/PREFIX\n"
                         "tcpconf app-control agent (protocol %d) for lwIPv6 on a TAP device\n",
                 argv[0], PROTOCOL_VERSION);
         return 2;
     }
-    /* Replies go to the original stdout; anything lwIPv6 prints goes to stderr. */
-    fd = dup(STDOUT_FILENO);
-    if (fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0 || !(out = fdopen(fd, "w"))) {
-        perror("lwipv6-agent: stdout");
-        return 1;
-    }
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    signal(SIGPIPE, SIG_IGN);
-    if (start_lwipv6(argv[1], argv[2])) return 1;
-    while ((n = getline(&line, &cap, stdin)) >= 0) {
-        struct buf reply = { 0 };
-        int bye;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
-        if (n == 0) continue;
-        bye = handle(line, (size_t)n, &reply);
-        bputs(&reply, "\n");
-        if (fwrite(reply.s, 1, reply.len, out) != reply.len || fflush(out) != 0) bye = 1;
-        free(reply.s);
-        if (bye) break;
-    }
-    free(line);
-    close_all();
+    if (!(out = agent_begin(&LWIPV6)) || start_lwipv6(argv[1], argv[2])) return 1;
+    agent_serve(out);
     _exit(0);      /* a connect still blocked in lwIPv6 ends with the process */
 }
