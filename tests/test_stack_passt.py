@@ -12,7 +12,6 @@ from smoke import assert_broken_case_fails, assert_smoke_outcomes
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
-from conftest import ROOT
 from harness.agent import AppError
 from harness.l2 import FRAME_LENGTH, LinkError, StreamLink
 from harness.stacks import StackConfig

@@ -35,7 +35,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 from pyroute2 import IPRoute
 
