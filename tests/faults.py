@@ -16,6 +16,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6
 
+from harness.plugin import STATE
 from harness.segment import Segment, flags_of
 
 
@@ -216,11 +217,31 @@ class ProfilePatch:
         values.update(saved)
 
 
+class ProfileRules:
+    """Documents the stack's departures from the state x event table
+    otherwise (its profile's [[rule]] entries): `added` in front of them,
+    those of the row `without` left out, for the tests of a run."""
+
+    def __init__(self, added=(), without: str | None = None):
+        self.added, self.without = tuple(added), without
+
+    @pytest.fixture(autouse=True)
+    def _tcpconf_profile_rules(self, request, monkeypatch):
+        profile = request.config.stash[STATE]["profile"]
+        monkeypatch.setattr(profile, "rules", (*self.added, *(o for o in profile.rules if o.row != self.without)))
+        yield
+
+
 # --- what every negative control asserts --------------------------------------------------------
 
 def node(test: str) -> str:
     """The node id of a conformance test, `file::name` (IPv4 unless it names its parameters)."""
     return "conformance/" + test + ("" if test.endswith("]") else "[ipv4]")
+
+
+def cell(test_id: str) -> str:
+    """The node id of a cell of the state x event matrix, IPv4."""
+    return node(f"test_matrix.py::test_cell[{test_id}-ipv4]")
 
 
 def assert_control_fails(result, requirement: str, fault=None) -> None:

@@ -9,15 +9,10 @@ from dataclasses import replace
 
 import pytest
 
-from faults import Fault, FaultPlugin, assert_case_passes, assert_control_fails
+from faults import Fault, FaultPlugin, ProfileRules, assert_case_passes, assert_control_fails, cell
 from harness import rules
-from harness.plugin import STATE
 
 pytestmark = pytest.mark.root
-
-
-def cell(test_id: str) -> str:
-    return f"conformance/test_matrix.py::test_cell[{test_id}-ipv4]"
 
 
 class RuleMutant:
@@ -32,19 +27,6 @@ class RuleMutant:
         monkeypatch.setattr(rules, "RULES", tuple(mutant if r.id == self.row else r for r in rules.RULES))
         monkeypatch.setitem(rules.ROWS, self.row, mutant)
         monkeypatch.setitem(rules._COMPILED, self.row, rules._compiled(mutant))
-        yield
-
-
-class ProfileRule:
-    """A profile that documents a departure: one more [[rule]] entry."""
-
-    def __init__(self, override):
-        self.override = override
-
-    @pytest.fixture(autouse=True)
-    def _tcpconf_profile_rule(self, request, monkeypatch):
-        profile = request.config.stash[STATE]["profile"]
-        monkeypatch.setattr(profile, "rules", (self.override, *profile.rules))
         yield
 
 
@@ -92,7 +74,7 @@ def test_a_documented_departure_the_stack_does_not_make_fails(run_case):
     """The profile says Linux ignores an in-window RST in ESTABLISHED; it
     sends the challenge ACK RFC 5961 asks for: the cell fails."""
     wrong = rules.Override("rst.in-window", "nothing", states=("ESTABLISHED",), source="a profile that is wrong")
-    result = run_case(cell("established.rst.in-window-server"), plugins=[ProfileRule(wrong)])
+    result = run_case(cell("established.rst.in-window-server"), plugins=[ProfileRules(added=[wrong])])
     assert_control_fails(result, "RFC5961/3.2")
     assert "documented instead: nothing" in result.stdout.str()
 

@@ -308,6 +308,36 @@ def test_a_crashing_sut_process_fails_the_case_and_leaves_nothing(run_case):
     assert not netns.pid_alive(seen["pid"])
 
 
+def _dies_on_start(name: str):
+    """A stack of kind `name` whose process says why on stderr and exits
+    before it serves: a TAP agent, or passt itself."""
+    from harness.stacks.passt import PasstStack
+    from harness.stacks.tap import TapStack
+    words = ["sh", "-c", f"echo '{name}: cannot open tap0: No such device' >&2; exit 3"]
+    if name == "passt":
+        return type("DyingPasst", (PasstStack,), {"_command": lambda self: words})
+    return type("DyingAgent", (TapStack,), {"name": name, "agent_path": classmethod(lambda cls: Path("/bin/sh")),
+                                            "agent_command": lambda self: words})
+
+
+@pytest.mark.parametrize("name, speaker", [("tap-agent", "agent"), ("passt", "passt")], ids=["tap-agent", "passt"])
+def test_a_sut_process_that_dies_on_start_is_one_line_with_its_words(name, speaker):
+    """The stack's process exits before it serves: its start raises one
+    StackError line that ends with what the process wrote to stderr, and no
+    process, namespace or directory of it remains."""
+    from harness.stacks import StackConfig, StackError
+    from harness.trace import Trace
+    st = _dies_on_start(name)(StackConfig("ipv4", Trace()))
+    with pytest.raises(StackError) as e:
+        st.start()
+    message = str(e.value)
+    assert message.startswith(f"{name} did not come up: ") and "\n" not in message, message
+    assert message.endswith(f"({speaker} said: {name}: cannot open tap0: No such device)"), message
+    assert st.ns.name not in netns.suite_namespaces()
+    assert st.proc.poll() is not None
+    assert not Path(getattr(st, "dir", None) or "/nonexistent").exists()
+
+
 def test_two_suites_at_the_same_time_do_not_collide():
     """Two runs side by side (each with its own workers): names, interfaces
     and addresses live in each run's own namespaces."""

@@ -6,8 +6,7 @@ changed. A README command that no test runs fails
 import ast
 
 import pytest
-from pyroute2 import IPRoute
-
+from hosts import sut_and_tester
 from readme import ROOT, SMOKE, ci_command, commands, fresh_clone, run_readme, start_readme
 
 pytestmark = [pytest.mark.root, pytest.mark.xdist_group("suite")]     # see conftest.SUITE_GROUP
@@ -113,50 +112,25 @@ def test_packetdrill_scripts_against_lwip(tmp_path):
     assert failed == {"FAILED tests/packetdrill/cases/synack-acking-unsent.pkt"}, failed
 
 
-def _write(key, value):
-    with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-        f.write(str(value))
-
-
 def test_a_remote_host(tmp_path):
     """The README's two hosts: the SUT namespace holds 198.18.0.1 and
     2001:2::1 (offloads off, as the README asks) and runs the agent; the
     tester's namespace has `eth1` towards it, with an address of its own
     (198.18.0.3) to reach the agent, and claims 198.18.0.2 / 2001:2::2."""
-    from harness.l2 import offloads_off
-    from harness.netns import Namespace
     clone = fresh_clone(tmp_path)
-    sut, tester = Namespace.create(), Namespace.create()
-    agent = None
-    try:
-        with tester.entered(), IPRoute() as ipr:
-            ipr.link("add", ifname="eth1", kind="veth", peer={"ifname": "eth0", "net_ns_fd": f"/run/netns/{sut.name}"})
-            _write("net.ipv6.conf.eth1.disable_ipv6", 1)
-            idx = ipr.link_lookup(ifname="eth1")[0]
-            ipr.addr("add", index=idx, address="198.18.0.3", prefixlen=24)
-            ipr.link("set", index=idx, state="up")
-        with sut.entered(), IPRoute() as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-            idx = ipr.link_lookup(ifname="eth0")[0]
-            _write("net.ipv6.conf.eth0.addr_gen_mode", 1)
-            _write("net.ipv6.conf.eth0.router_solicitations", 0)
-            ipr.addr("add", index=idx, address="198.18.0.1", prefixlen=24)
-            ipr.addr("add", index=idx, address="2001:2::1", prefixlen=64, flags=0x02)
-            ipr.link("set", index=idx, state="up")
-            offloads_off("eth0")
+    with sut_and_tester("eth0", "eth1", tester_address="198.18.0.3") as (sut, tester):
         agent = start_readme("python3 -m harness.agent --listen 198.18.0.1:7070", clone, netns=sut.name)
-        assert "listening" in agent.stderr.readline()
-        setup = run_readme("python3 -m harness.setup", clone)          # the tester host's set-up, with its network
-        assert setup.returncode == 0, setup.stderr[-2000:]
-        r = run_readme(".venv/bin/pytest conformance/ --stack remote --stack-opt iface=eth1 "
-                       "--stack-opt address=198.18.0.1,2001:2::1 --stack-opt tester-address=198.18.0.2,2001:2::2 "
-                       "--stack-opt agent=198.18.0.1:7070 --stack-opt profile=linux", clone, SMOKE_ENV, netns=tester.name)
-        _ok(r, "the remote host's command")
-    finally:
-        if agent is not None:
+        try:
+            assert "listening" in agent.stderr.readline()
+            setup = run_readme("python3 -m harness.setup", clone)          # the tester host's set-up, with its network
+            assert setup.returncode == 0, setup.stderr[-2000:]
+            r = run_readme(".venv/bin/pytest conformance/ --stack remote --stack-opt iface=eth1 "
+                           "--stack-opt address=198.18.0.1,2001:2::1 --stack-opt tester-address=198.18.0.2,2001:2::2 "
+                           "--stack-opt agent=198.18.0.1:7070 --stack-opt profile=linux", clone, SMOKE_ENV,
+                           netns=tester.name)
+            _ok(r, "the remote host's command")
+        finally:
             agent.kill()
             agent.wait()
             agent.stdout.close()
             agent.stderr.close()
-        sut.remove()
-        tester.remove()

@@ -12,17 +12,12 @@ import pytest
 from pyroute2 import IPRoute
 
 from harness.agent import AgentHost, App, StreamTransport
-from harness.l2 import offloads_off
 from harness.netns import Namespace
+from hosts import sut_and_tester
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.root, pytest.mark.xdist_group("suite")]     # see conftest.SUITE_GROUP
-
-
-def _write(key, value):
-    with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-        f.write(str(value))
 
 
 @pytest.fixture
@@ -31,36 +26,19 @@ def remote_sut(tmp_path, request):
     whose other end lies, addressless, in namespace T; the agent runs in S
     and listens on a unix socket. S's veth keeps its offloads (the default)
     where the test is parametrized with offload=on."""
-    s, t = Namespace.create(), Namespace.create()
-    agent = None
-    try:
-        with t.entered(), IPRoute() as ipr:
-            ipr.link("add", ifname="tc-t", kind="veth", peer={"ifname": "tc-s", "net_ns_fd": f"/run/netns/{s.name}"})
-            _write("net.ipv6.conf.tc-t.disable_ipv6", 1)
-            ipr.link("set", index=ipr.link_lookup(ifname="tc-t")[0], state="up")
-        with s.entered(), IPRoute() as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-            idx = ipr.link_lookup(ifname="tc-s")[0]
-            _write("net.ipv6.conf.tc-s.addr_gen_mode", 1)
-            _write("net.ipv6.conf.tc-s.router_solicitations", 0)
-            ipr.addr("add", index=idx, address="198.18.0.1", prefixlen=24)
-            ipr.addr("add", index=idx, address="2001:2::1", prefixlen=64, flags=0x02)
-            ipr.link("set", index=idx, state="up")
-            if getattr(request, "param", "off") == "off":
-                offloads_off("tc-s")
-            sock = str(tmp_path / "agent.sock")
+    with sut_and_tester("tc-s", "tc-t", sut_offloads=getattr(request, "param", "off")) as (s, t):
+        sock = str(tmp_path / "agent.sock")
+        with s.entered():
             agent = subprocess.Popen([sys.executable, "-m", "harness.agent", "--unix", sock], cwd=ROOT,
                                      stderr=subprocess.PIPE, text=True)
-        assert "listening" in agent.stderr.readline()
-        yield ["--stack", "remote", "--stack-opt", "iface=tc-t", "--stack-opt", f"netns={t.name}",
-               "--stack-opt", "address=198.18.0.1,2001:2::1", "--stack-opt", "tester-address=198.18.0.2,2001:2::2",
-               "--stack-opt", f"agent={sock}"]
-    finally:
-        if agent is not None:
+        try:
+            assert "listening" in agent.stderr.readline()
+            yield ["--stack", "remote", "--stack-opt", "iface=tc-t", "--stack-opt", f"netns={t.name}",
+                   "--stack-opt", "address=198.18.0.1,2001:2::1", "--stack-opt", "tester-address=198.18.0.2,2001:2::2",
+                   "--stack-opt", f"agent={sock}"]
+        finally:
             agent.kill()
             agent.wait()
-        s.remove()
-        t.remove()
 
 
 def _verdicts(junit) -> dict:
@@ -179,16 +157,10 @@ def test_the_link_finishes_only_the_checksums_left_to_the_hardware():
     from harness.trace import Trace
     from harness.verdict import ConformanceFailure
 
-    s, t = Namespace.create(), Namespace.create()
-    try:
-        with t.entered(), IPRoute() as ipr:
-            ipr.link("add", ifname="tc-t", kind="veth", peer={"ifname": "tc-s", "net_ns_fd": f"/run/netns/{s.name}"})
-            ipr.link("set", index=ipr.link_lookup(ifname="tc-t")[0], state="up")
+    with sut_and_tester("tc-s", "tc-t", sut_offloads="on") as (s, t):
+        with t.entered():
             link = PacketLink(Trace(), "tc-t", "02:00:00:74:63:fe", {"ipv4": "198.18.0.2"}, "198.18.0.1")
-        with s.entered(), IPRoute() as ipr:
-            idx = ipr.link_lookup(ifname="tc-s")[0]
-            ipr.addr("add", index=idx, address="198.18.0.1", prefixlen=24)
-            ipr.link("set", index=idx, state="up")
+        with s.entered():
             client = socket.socket()
             client.setblocking(False)
             client.connect_ex(("198.18.0.2", 4000))
@@ -205,6 +177,3 @@ def test_the_link_finishes_only_the_checksums_left_to_the_hardware():
         client.close()
         raw.close()
         link.close()
-    finally:
-        s.remove()
-        t.remove()

@@ -12,12 +12,12 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
+from smoke import started
 
 from conftest import ROOT
-from faults import Fault, FaultPlugin
-from harness.stacks import StackConfig, StackError
+from faults import Fault, FaultPlugin, assert_control_fails, node
+from harness.stacks import StackError
 from harness.stacks.gvisor import TUNABLES, GvisorStack
-from harness.trace import Trace
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not GvisorStack.agent_path().exists(),
@@ -59,20 +59,12 @@ def test_smoke_set_runs_clean_with_the_allure_contract(tmp_path):
      Fault("A", nth=5, action="seq", offset=1 << 14), "RFC7323/2.3"),
 ], ids=["duplicate-syn-ack-dropped", "time-wait-ack-seq", "rto-late", "reopen-iss-off-clock", "beyond-clamped-window"])
 def test_a_case_still_fails_when_its_behaviour_is_broken(run_case, test, fault, requirement):
-    node = f"conformance/{test}" + ("" if test.endswith("]") else "[ipv4]")
-    result = run_case(node, "--stack", "gvisor", plugins=[FaultPlugin(fault)])
-    result.assert_outcomes(failed=1)
-    assert requirement in result.stdout.str()
+    assert_control_fails(run_case(node(test), "--stack", "gvisor", plugins=[FaultPlugin(fault)]), requirement, fault)
 
 
 @pytest.fixture
 def gvisor():
-    st = GvisorStack(StackConfig("ipv6", Trace(), {"tcp.time_wait_timeout_ms": "1500"}, {"sack": "off"}))
-    st.start()
-    try:
-        yield st
-    finally:
-        st.close()
+    yield from started(GvisorStack, "ipv6", sysctls={"tcp.time_wait_timeout_ms": "1500"}, options={"sack": "off"})
 
 
 def test_agent_speaks_the_protocol_with_netstack_tunables(gvisor):

@@ -2,11 +2,10 @@
 labels, and the lwIP agent's side of the app-control protocol."""
 
 import pytest
-from smoke import raw_request, run_smoke, started
+from smoke import assert_agent_refuses_bad_requests, assert_broken_case_fails, assert_smoke_outcomes, started
 
-from faults import Fault, FaultPlugin, assert_case_passes
+from faults import ProfileRules, assert_case_passes, assert_control_fails, cell
 from harness.connection import Connection
-from harness.plugin import STATE
 from harness.agent import AppError
 from harness.stacks.lwip import LwipStack
 
@@ -19,14 +18,8 @@ SMOKE = "data_on_third_ack or fin_retransmitted_into_time_wait"
 
 
 def test_smoke_cases_pass_against_lwip_with_its_label(tmp_path):
-    r, found = run_smoke("lwip", SMOKE, tmp_path)
-    assert r.returncode == 0 and "4 passed" in r.stdout, r.stdout[-3000:]
-    assert len(found) == 4
-    for res, labels, params in found:
-        assert res["status"] == "passed", res["fullName"]
-        assert labels.get("stack") == "lwip", res["fullName"]
-        assert labels.get("case") in ("handshake.data-ack-to-syn-received", "teardown.time-wait-fin-retransmission")
-        assert params.get("family") in ("ipv4", "ipv6")
+    assert_smoke_outcomes("lwip", SMOKE, tmp_path, {"handshake.data-ack-to-syn-received": "passed",
+                                                    "teardown.time-wait-fin-retransmission": "passed"})
 
 
 @pytest.fixture(params=["ipv4", "ipv6"])
@@ -52,9 +45,7 @@ def test_agent_speaks_protocol_1(lwip):
 
 
 def test_agent_errors_are_errno_names_with_a_reason(lwip):
-    with pytest.raises(AppError) as e:
-        lwip.app.call("frobnicate")
-    assert e.value.error == "EOPNOTSUPP" and "knows" in e.value.message
+    assert_agent_refuses_bad_requests(lwip)
     conn = lwip.app.connect(lwip.peer_addr, 9, bind_port=1234)
     with pytest.raises(AppError) as e:
         lwip.app.setsockopt(conn, "TCP_SYNCNT", 2)
@@ -65,9 +56,6 @@ def test_agent_errors_are_errno_names_with_a_reason(lwip):
     with pytest.raises(AppError) as e:
         lwip.app.close(conn)
     assert e.value.error == "EBADF"
-    assert raw_request(lwip, b"not json")["error"] == "EINVAL"
-    assert raw_request(lwip, b'{"op": "hel\\u006co", "x": [1, {"y": "\\ud83d\\ude00\\n"}], "z": -1.5e3}')["version"] == 1
-    assert raw_request(lwip, b'{"op": "listen", "family": "ipv4", "address": "198.18.0.1", "port": 70000}')["error"] == "EINVAL"
 
 
 def test_an_option_lwip_lacks_skips_the_case_and_a_typo_fails_it(run_case, pytester):
@@ -87,38 +75,15 @@ def test_an_option_lwip_lacks_skips_the_case_and_a_typo_fails_it(run_case, pytes
     r.stdout.fnmatch_lines(["*EINVAL: no socket option 'TCP_SYNCOUNT'*", "*stack lwip lacks it: lwIP has no TCP_SYNCNT*"])
 
 
-@pytest.mark.parametrize("test, fault, requirement", [
-    ("test_handshake.py::test_data_on_third_ack_is_delivered", Fault("A", nth=1, action="ack", offset=-1),
-     "RFC9293/3.10.7.4"),
-    ("test_teardown.py::test_fin_retransmitted_into_time_wait", Fault("A", nth=3, action="drop"), "RFC9293/3.10.7.4"),
-    # lwIP's first RTO is its initial 3 s (rto_min in its profile): the retransmission 1.5 s late
-    ("test_timers.py::test_first_rto_after_a_tiny_rtt", Fault("A", nth=2, action="delay", offset=1.5), "RFC6298/2.4"),
-], ids=["data-ack-ack-1", "time-wait-drop-ack3", "first-rto-delay-a2"])
-def test_smoke_cases_fail_against_lwip_when_broken(run_case, test, fault, requirement):
+# lwIP's first RTO is its initial 3 s (rto_min in its profile): first-rto-delay-a2 holds it 1.5 s late
+@pytest.mark.parametrize("control", ["data-ack-ack-1", "time-wait-drop-ack3", "first-rto-delay-a2"])
+def test_smoke_cases_fail_against_lwip_when_broken(run_case, control):
     """Negative controls through the lwIP adapter: the checked behaviour
     broken on the TAP link fails the case, naming its requirement."""
-    result = run_case(f"conformance/{test}[ipv4]", "--stack", "lwip", plugins=[FaultPlugin(fault)])
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    assert requirement in out and "expected:" in out and "seen:" in out
-    if fault.action == "delay":
-        assert "timing:" in out
+    assert_broken_case_fails(run_case, "lwip", control)
 
 
 # --- the state x event matrix on lwIP ------------------------------------------------------------
-
-class WithoutRules:
-    """lwIP's profile without its [[rule]] entries for one row of the table."""
-
-    def __init__(self, row):
-        self.row = row
-
-    @pytest.fixture(autouse=True)
-    def _tcpconf_without_rules(self, request, monkeypatch):
-        profile = request.config.stash[STATE]["profile"]
-        monkeypatch.setattr(profile, "rules", tuple(o for o in profile.rules if o.row != self.row))
-        yield
-
 
 class AdvertisedWindow:
     """The matrix taking RCV.WND from the window field, as before the agent reported it."""
@@ -138,21 +103,16 @@ LWIP_RULES = [
 ]
 
 
-def matrix_cell(test: str) -> str:
-    return f"conformance/test_matrix.py::test_cell[{test}-ipv4]"
-
-
 @pytest.mark.parametrize("test, row, requirement", LWIP_RULES, ids=[r[1] for r in LWIP_RULES])
 def test_a_matrix_cell_fails_without_the_lwip_rule_that_documents_it(run_case, test, row, requirement):
-    result = run_case(matrix_cell(test), "--stack", "lwip", plugins=[WithoutRules(row)])
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    assert requirement in out and f": {row}: " in out and "expected:" in out and "seen:" in out
+    result = run_case(cell(test), "--stack", "lwip", plugins=[ProfileRules(without=row)])
+    assert_control_fails(result, requirement)
+    assert f": {row}: " in result.stdout.str(), "the failure names the row of the table"
 
 
 @pytest.mark.parametrize("test", [t for t, _, _ in LWIP_RULES])
 def test_the_lwip_matrix_cell_is_a_documented_deviation_with_its_rules(run_case, test):
-    result = run_case(matrix_cell(test), "--stack", "lwip", "-rx")
+    result = run_case(cell(test), "--stack", "lwip", "-rx")
     assert_case_passes(result)
     assert result.parseoutcomes().get("xfailed") == 1 and "documented deviation of lwip" in result.stdout.str()
 
@@ -161,8 +121,8 @@ def test_the_window_edges_are_lwips_own_not_the_scaled_field(run_case):
     """lwIP's RCV.WND is 65535; its window field says 32767 << 1 = 65534. Read
     from the field, 'one past the window' is lwIP's last octet, which it
     accepts silently: the cell fails where nothing is wrong with lwIP."""
-    test = matrix_cell("established.ack.past-window-server")
+    test = cell("established.ack.past-window-server")
     assert_case_passes(run_case(test, "--stack", "lwip"))
     result = run_case(test, "--stack", "lwip", plugins=[AdvertisedWindow()])
-    result.assert_outcomes(failed=1)
-    assert "RFC9293/3.10.7.4" in result.stdout.str() and "seq.unacceptable" in result.stdout.str()
+    assert_control_fails(result, "RFC9293/3.10.7.4")
+    assert "seq.unacceptable" in result.stdout.str()

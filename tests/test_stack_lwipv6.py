@@ -9,13 +9,12 @@ one line saying how to build it, when the agent is not built.
 """
 
 import pytest
-from smoke import raw_request, run_smoke, started
+from smoke import assert_agent_refuses_bad_requests, assert_broken_case_fails, assert_smoke_outcomes, raw_request, started
 
-from faults import Fault, FaultPlugin
+from faults import Fault, FaultPlugin, ProfileRules, assert_control_fails, cell
 from readme import SMOKE as README_SMOKE, fresh_clone, run_readme
 from harness import rules
 from harness.agent import AppError
-from harness.plugin import STATE
 from harness.stacks.lwipv6 import Lwipv6Stack
 
 pytestmark = [
@@ -23,8 +22,6 @@ pytestmark = [
     pytest.mark.skipif(not Lwipv6Stack.agent_path().exists(),
                        reason="the lwIPv6 agent is not built: run python3 -m harness.setup --stack lwipv6"),
 ]
-PASSING = ("handshake.data-ack-to-syn-received", "teardown.time-wait-fin-retransmission")
-DEVIATING = ("teardown.simultaneous-close", "handshake.old-duplicate-syn")
 SMOKE = "data_on_third_ack or fin_retransmitted_into_time_wait or simultaneous_close or syn_with_other_isn_in_window"
 
 
@@ -37,19 +34,12 @@ def test_the_readme_command_on_a_fresh_clone(tmp_path):
 
 
 def test_smoke_cases_against_lwipv6_pass_or_deviate_as_documented(tmp_path):
-    r, found = run_smoke("lwipv6", SMOKE, tmp_path)
-    assert r.returncode == 0, r.stdout[-3000:]
-    assert "4 passed" in r.stdout and "4 xfailed" in r.stdout, r.stdout[-3000:]
-    assert len(found) == 8
-    for res, labels, params in found:
-        assert labels.get("stack") == "lwipv6", res["fullName"]
-        assert params.get("family") in ("ipv4", "ipv6")
-        if labels.get("case") in PASSING:
-            assert res["status"] == "passed", res["fullName"]
-        else:                           # a documented deviation: xfail for pytest, a failed result naming its rule
-            assert labels.get("case") in DEVIATING and res["status"] == "failed", res["fullName"]
-            message = res["statusDetails"]["message"]
-            assert message.startswith("Documented deviation from RFC9293/") and " of lwipv6: " in message, message
+    assert_smoke_outcomes("lwipv6", SMOKE, tmp_path, {
+        "handshake.data-ack-to-syn-received": "passed",
+        "teardown.time-wait-fin-retransmission": "passed",
+        "teardown.simultaneous-close": "xfailed: RFC9293/3.10.7.4",     # CLOSING -> TIME-WAIT sends nothing
+        "handshake.old-duplicate-syn": "xfailed: RFC9293/3.10.7.4",     # a SYN inside SYN-RECEIVED's window ignored
+    })
 
 
 @pytest.fixture(params=["ipv4", "ipv6"])
@@ -76,9 +66,7 @@ def test_agent_speaks_protocol_1_without_state(lwipv6):
 
 
 def test_agent_errors_are_errno_names_with_a_reason(lwipv6):
-    with pytest.raises(AppError) as e:
-        lwipv6.app.call("frobnicate")
-    assert e.value.error == "EOPNOTSUPP" and "knows" in e.value.message
+    assert_agent_refuses_bad_requests(lwipv6)
     # Nobody answers this SYN: the connect runs on, and the connection cannot be used or closed meanwhile.
     conn = lwipv6.app.connect(lwipv6.peer_addr, 9, bind_port=1234)
     assert lwipv6.app.error(conn) is None
@@ -103,9 +91,6 @@ def test_agent_errors_are_errno_names_with_a_reason(lwipv6):
     with pytest.raises(AppError) as e:
         lwipv6.app.close(listener)
     assert e.value.error == "EBADF"
-    assert raw_request(lwipv6, b"not json")["error"] == "EINVAL"
-    assert raw_request(lwipv6, b'{"op": "hel\\u006co", "x": [1, {"y": "\\ud83d\\ude00\\n"}], "z": -1.5e3}')["version"] == 1
-    assert raw_request(lwipv6, b'{"op": "listen", "family": "ipv4", "address": "198.18.0.1", "port": 70000}')["error"] == "EINVAL"
 
 
 def test_what_lwipv6_lacks_skips_the_case_naming_it(run_case, pytester):
@@ -132,42 +117,15 @@ def test_what_lwipv6_lacks_skips_the_case_naming_it(run_case, pytester):
     r.stdout.fnmatch_lines(["*stack lwipv6 lacks it: lwIPv6 has no TCP_SYNCNT*"])
 
 
-@pytest.mark.parametrize("test, fault, requirement", [
-    ("test_handshake.py::test_data_on_third_ack_is_delivered", Fault("A", nth=1, action="ack", offset=-1),
-     "RFC9293/3.10.7.4"),
-    ("test_teardown.py::test_fin_retransmitted_into_time_wait", Fault("A", nth=3, action="drop"), "RFC9293/3.10.7.4"),
-    # lwIPv6's first RTO is its initial 3 s (rto_min in its profile): the retransmission 1.5 s late
-    ("test_timers.py::test_first_rto_after_a_tiny_rtt", Fault("A", nth=2, action="delay", offset=1.5), "RFC6298/2.4"),
-], ids=["data-ack-ack-1", "time-wait-drop-ack3", "first-rto-delay-a2"])
-def test_smoke_cases_fail_against_lwipv6_when_broken(run_case, test, fault, requirement):
+# lwIPv6's first RTO is its initial 3 s (rto_min in its profile): first-rto-delay-a2 holds it 1.5 s late
+@pytest.mark.parametrize("control", ["data-ack-ack-1", "time-wait-drop-ack3", "first-rto-delay-a2"])
+def test_smoke_cases_fail_against_lwipv6_when_broken(run_case, control):
     """Negative controls through the lwIPv6 adapter: the checked behaviour
     broken on the TAP link fails the case, naming its requirement."""
-    result = run_case(f"conformance/{test}[ipv4]", "--stack", "lwipv6", plugins=[FaultPlugin(fault)])
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    assert requirement in out and "expected:" in out and "seen:" in out
-    if fault.action == "delay":
-        assert "timing:" in out
+    assert_broken_case_fails(run_case, "lwipv6", control)
 
 
 # --- the state x event matrix on lwIPv6: no state report, so the wire proves the state ---------------
-
-def _cell(test_id: str) -> str:
-    return f"conformance/test_matrix.py::test_cell[{test_id}-ipv4]"
-
-
-class _ProfileRule:
-    """One more [[rule]] in front of lwIPv6's own, for the tests of a run."""
-
-    def __init__(self, override):
-        self.override = override
-
-    @pytest.fixture(autouse=True)
-    def _tcpconf_profile_rule(self, request, monkeypatch):
-        profile = request.config.stash[STATE]["profile"]
-        monkeypatch.setattr(profile, "rules", (self.override, *profile.rules))
-        yield
-
 
 @pytest.mark.parametrize("test, outcome", [
     ("established.rst.in-window-server", "xfailed"),    # reset, no challenge ACK (rst.in-window)
@@ -177,7 +135,7 @@ class _ProfileRule:
     ("syn-received.syn.rcv-nxt-simultaneous", "skipped"),   # no simultaneous open
 ], ids=lambda v: v if "." in v else None)
 def test_matrix_cells_on_lwipv6_follow_its_rules(run_case, test, outcome):
-    result = run_case(f"conformance/test_matrix.py::test_cell[{test}-ipv4]", "--stack", "lwipv6", "-rsx")
+    result = run_case(cell(test), "--stack", "lwipv6", "-rsx")
     result.assert_outcomes(**{outcome: 1})
 
 
@@ -186,17 +144,16 @@ def test_matrix_a_wrong_rule_for_lwipv6_fails_the_cell_on_the_wire(run_case):
     and the follow-up octet of old data draws the reset of a closed port
     where an ESTABLISHED connection would acknowledge it."""
     wrong = rules.Override("rst.in-window", states=("ESTABLISHED",), source="a profile that is wrong")
-    result = run_case(_cell("established.rst.in-window-server"), "--stack", "lwipv6", plugins=[_ProfileRule(wrong)])
-    result.assert_outcomes(failed=1)
+    result = run_case(cell("established.rst.in-window-server"), "--stack", "lwipv6", plugins=[ProfileRules(added=[wrong])])
+    assert_control_fails(result, "RFC5961/3.2")
     out = result.stdout.str()
-    assert "RFC5961/3.2" in out and "follow-up octet of old data" in out and "[R.]" in out
+    assert "follow-up octet of old data" in out and "[R.]" in out
 
 
 def test_matrix_a_broken_answer_fails_the_cell_on_lwipv6(run_case):
     """lwIPv6 takes a SYN at RCV.NXT for one octet and acknowledges it: that
     ACK one off on the link fails the cell, naming the rule it departs from."""
     fault = Fault("A", nth=2, action="ack", offset=-1)
-    result = run_case(_cell("established.syn.rcv-nxt-server"), "--stack", "lwipv6", plugins=[FaultPlugin(fault)])
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    assert "RFC5961/4.2" in out and "syn.challenge" in out and "expected:" in out and "seen:" in out
+    result = run_case(cell("established.syn.rcv-nxt-server"), "--stack", "lwipv6", plugins=[FaultPlugin(fault)])
+    assert_control_fails(result, "RFC5961/4.2", fault)
+    assert "syn.challenge" in result.stdout.str()

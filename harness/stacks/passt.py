@@ -35,17 +35,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 from pyroute2 import IPRoute
 
 from . import ADDRESSES, APP, Stack, StackError
 from ..agent import App, AppError
-from ..l2 import LinkError, StreamLink
+from ..l2 import StreamLink
 from ..netns import Namespace
 from ..setup import apt_install, package_version
 from .proxied import ProxiedHost
-from .tap import PEER_MAC, SUT_MAC
+from .tap import PEER_MAC, SUT_MAC, coming_up
 
 PACKAGE = "passt"
 # Host ports passt forwards to the same guest ports (-t): the tester's ports.
@@ -104,7 +103,7 @@ class PasstStack(Stack):
         self.dir = tempfile.mkdtemp(prefix="tcpconf-passt-")
         os.chmod(self.dir, 0o777)               # passt binds its socket after it dropped root for nobody
         self.ns = Namespace.create()
-        try:
+        with coming_up(self, "passt"):
             with self.ns.entered():
                 self._configure()
                 self.log = open(os.path.join(self.dir, "stderr"), "w+b")
@@ -117,12 +116,6 @@ class PasstStack(Stack):
             self.host = PasstHost(self._socket, self.family)
             self.app = App(self.host.dispatch, self.family, self.sut_addr)
             self.app.greet()
-        except (AppError, LinkError, OSError) as e:
-            self.close()
-            raise StackError(f"passt did not come up: {e}{self._log_tail()}") from None
-        except BaseException:
-            self.close()
-            raise
         return self
 
     def _configure(self) -> None:
@@ -171,14 +164,6 @@ class PasstStack(Stack):
     def _socket(self, family: int) -> socket.socket:
         with self.ns.entered():
             return socket.socket(family, socket.SOCK_STREAM)
-
-    def _log_tail(self) -> str:
-        try:
-            with open(os.path.join(self.dir, "stderr"), "rb") as f:
-                tail = f.read()[-400:].decode(errors="replace").strip()
-        except OSError:
-            return ""
-        return f" (passt said: {tail})" if tail else ""
 
     def version(self) -> str:
         return f"passt {package_version(PACKAGE) or 'unknown'} (Debian)"

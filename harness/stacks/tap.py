@@ -12,7 +12,9 @@ Rules of this file:
 - A subclass says how to build and start its agent (`agent_command`,
   `setup`), its MAC if the stack fixes it, and which families it has.
 - An agent that dies fails the case (the protocol raises ECONNRESET); its
-  process and namespace are removed on every exit path.
+  process and namespace are removed on every exit path. One that fails to
+  come up is one StackError line ending with what it wrote to stderr
+  (`coming_up`, which passt's start shares: passt is its own agent).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import os
 import signal
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyroute2 import IPRoute
@@ -33,6 +36,32 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build"
 PEER_MAC = "02:00:00:74:63:02"      # locally administered, the tester's
 SUT_MAC = "02:00:00:74:63:01"       # where the stack lets us choose
+
+
+@contextmanager
+def coming_up(stack: Stack, speaker: str = "agent"):
+    """Around a stack's start, whose process writes its stderr to `stack.log`:
+    an error of the app-control protocol, the link or the system closes the
+    stack and becomes one StackError line with the tail of that log (read
+    before close() drops the log), said by `speaker`; any other exception
+    closes the stack and goes on."""
+    try:
+        yield
+    except (AppError, LinkError, OSError) as e:
+        said = _log_tail(getattr(stack, "log", None))
+        stack.close()
+        raise StackError(f"{stack.name} did not come up: {e}" + (f" ({speaker} said: {said})" if said else "")) from None
+    except BaseException:
+        stack.close()
+        raise
+
+
+def _log_tail(log) -> str:
+    """The last 400 bytes of a process's stderr file, as text."""
+    if log is None or log.closed:
+        return ""
+    log.seek(0)
+    return log.read()[-400:].decode(errors="replace").strip()
 
 
 class TapStack(Stack):
@@ -85,7 +114,7 @@ class TapStack(Stack):
             raise StackError(f"the {self.name} agent is not built: run python3 -m harness.setup --stack {self.name}")
         self.proc = None
         self.ns = Namespace.create()
-        try:
+        with coming_up(self):
             with self.ns.entered():
                 self._configure()
                 self.log = tempfile.TemporaryFile()
@@ -97,12 +126,6 @@ class TapStack(Stack):
             self.app = self.make_app(transport)
             self.app.greet()
             self.link.resolve()
-        except (AppError, LinkError, OSError) as e:
-            self.close()
-            raise StackError(f"{self.name} did not come up: {e}{self._log_tail()}") from None
-        except BaseException:
-            self.close()
-            raise
         return self
 
     def _configure(self) -> None:
@@ -114,14 +137,6 @@ class TapStack(Stack):
             ipr.link("set", index=idx, state="up")
             self.mtu = ipr.get_links(idx)[0].get_attr("IFLA_MTU")
         self.link = PacketLink(self.trace, "tap0", PEER_MAC, {self.family: self.peer_addr}, self.sut_addr)
-
-    def _log_tail(self) -> str:
-        log = getattr(self, "log", None)
-        if log is None:
-            return ""
-        log.seek(0)
-        tail = log.read()[-400:].decode(errors="replace").strip()
-        return f" (agent said: {tail})" if tail else ""
 
     def close(self) -> None:
         proc = getattr(self, "proc", None)
