@@ -154,7 +154,7 @@ def test_slow_start_growth(stack, peer, app, profile, observed, cc):
 
 LIMITED_TRANSMIT = {"one-new-segment": 1, "two-new-segments": 2, "none": 0}
 QUIET = 0.2                   # seconds: after a duplicate ACK, what it released has come (three fit in the RTO;
-                              # a loaded machine sends a released segment up to ~0.1 s late, from ksoftirqd)
+                              # on a loaded machine a stack's process, or a softirq, sends it up to ~0.1 s late)
 
 
 @pytest.mark.case("rfc5681.fast-retransmit")
@@ -166,6 +166,7 @@ def test_fast_retransmit_and_limited_transmit(stack, peer, app, profile, observe
         profile.set("congestion_control", cc)
     b = profile.behaviour(f"cc.limited-transmit.{profile.value('congestion_control')}")
     per_dupack = LIMITED_TRANSMIT[b["answer"]]
+    paced = profile.value("congestion_control") == "bbr"
     conn, rto = _sender(peer, app, profile, slow_path=True)
     quiet, at_once = min(QUIET, rto / 5), min(0.5, rto / 2)
     flight = _flight(peer)
@@ -186,13 +187,18 @@ def test_fast_retransmit_and_limited_transmit(stack, peer, app, profile, observe
                     f"before the third duplicate ACK nothing is retransmitted; duplicate ACK {n} may release "
                     f"only new data (limited transmit)", f"seq {peer.rel_sut(end)}", peer.describe(seg))
             end = seg.end
-        # RFC 3042 counts for RFC 5681's algorithm; bbr's release follows its
-        # pacing and model state, which a loaded machine shifts (3 for 2 seen):
-        # under bbr the count is recorded, and the rest is judged as for any stack.
-        if profile.value("congestion_control") != "bbr":
+        if not paced:
             require(len(new) == per_dupack, b["rule"],
                     f"duplicate ACK {n} releases the documented {per_dupack} new segment(s) ({b['note'][:70]}...)",
                     f"{per_dupack} new segment(s)", f"{len(new)}")
+    if paced:
+        # bbr releases what its model and pacing allow: the pacing may hold a
+        # segment the window already allowed and send it on a later ACK (3 for
+        # 2 in 4 of 100 runs beside a matrix, a quick suite and two CPU hogs): at least the documented
+        # count over the two, which is what departs from RFC 3042's one each.
+        require(sum(released) >= 2 * per_dupack, b["rule"],
+                f"duplicate ACKs 1 and 2 release at least the documented {per_dupack} new segment(s) each, "
+                f"paced ({b['note'][:70]}...)", f"at least {2 * per_dupack} new segments", f"{released}")
     peer.send("A", ack=una)
     rexmit = peer.expect("A", seq=una, data=lost.payload, requirement="RFC5681/3.2",
                          what="fast retransmit: the third duplicate ACK draws a retransmission of the missing "
